@@ -1,0 +1,372 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, nativearm.binfmt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The kernel's binfmt_misc interface, standard library only.
+
+Pure functions parse what the kernel prints (entry files, ``status``,
+mountinfo), normalise and validate a definition exactly as
+``fs/binfmt_misc.c`` would, and render the ``register`` string. A few thin
+I/O helpers at the bottom read and write the files; every one of them takes
+the binfmt_misc directory as a parameter so tests can point it at a private
+instance.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import errno
+import os
+import re
+
+DEFAULT_PATH = "/proc/sys/fs/binfmt_misc"
+CONTROL_FILES = ("register", "status")
+
+# fs/binfmt_misc.c: MAX_REGISTER_LENGTH; BINPRM_BUF_SIZE is 256 since Linux 5.1, 128 before.
+MAX_REGISTER_LENGTH = 1920
+BINPRM_BUF_SIZE = 256
+BINPRM_BUF_SIZE_OLD = 128
+
+# The order in which the kernel prints flags; C (credentials) implies O (open binary).
+FLAG_ORDER = "POCF"
+
+# Field delimiters tried in turn; magic and mask are always rendered as \xHH so
+# they never contain one of these.
+_DELIMITERS = ":|#!@,;%+=~^"
+
+_HEX_PLAIN = re.compile(r"^(?:[0-9a-fA-F]{2})+$")
+_HEX_ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
+
+
+class BinfmtError(ValueError):
+    """A definition the kernel would refuse; ``field`` names the offending option."""
+
+    def __init__(self, field, message):
+        super(BinfmtError, self).__init__("%s: %s" % (field, message))
+        self.field = field
+        self.message = message
+
+
+# ---------------------------------------------------------------------------
+# hex and flags
+# ---------------------------------------------------------------------------
+
+def parse_hex(value, field):
+    """Decode a magic or mask given as plain hex (``7f454c46``) or with ``\\xHH``
+    escapes mixed with literal printable characters (``\\x7fELF``)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise BinfmtError(field, "must be a string of hex, e.g. '7f454c46' or '\\x7fELF'")
+    if "\\" not in value:
+        if not _HEX_PLAIN.match(value):
+            raise BinfmtError(field, "%r is not plain hex (an even number of 0-9a-f digits); "
+                                     "use \\xHH escapes to mix bytes and literal characters" % value)
+        return bytes(bytearray.fromhex(value))
+    out = bytearray()
+    i = 0
+    while i < len(value):
+        if value[i] == "\\":
+            match = _HEX_ESCAPE.match(value, i)
+            if not match:
+                raise BinfmtError(field, "malformed escape at position %d of %r: write every escaped "
+                                         "byte as \\xHH with two hex digits (a backslash is \\x5c)" % (i, value))
+            out.append(int(match.group(1), 16))
+            i = match.end()
+            continue
+        char = value[i]
+        if not (" " < char <= "~"):
+            raise BinfmtError(field, "literal character %r at position %d of %r is not printable ASCII; "
+                                     "escape it as \\xHH" % (char, i, value))
+        out.append(ord(char))
+        i += 1
+    return bytes(out)
+
+
+def escape_hex(data):
+    """Render bytes as ``\\xHH`` escapes: safe for any delimiter and for descriptor files."""
+    return "".join("\\x%02x" % b for b in bytearray(data))
+
+
+def normalize_flags(flags, field="flags"):
+    """Return flags in the kernel's normal form: letters in POCF order, C implying O."""
+    flags = (flags or "").strip()
+    bad = sorted(set(c for c in flags if c.upper() not in FLAG_ORDER))
+    if bad:
+        raise BinfmtError(field, "unknown flag(s) %s; the kernel accepts only P, O, C and F" % ", ".join(repr(c) for c in bad))
+    letters = set(flags.upper())
+    if "C" in letters:
+        letters.add("O")
+    return "".join(c for c in FLAG_ORDER if c in letters)
+
+
+# ---------------------------------------------------------------------------
+# parsing what the kernel prints
+# ---------------------------------------------------------------------------
+
+def parse_entry(text, name=None):
+    """Parse an entry file into the module's entry dict.
+
+    ``magic`` and ``mask`` are lower-case plain hex as the kernel prints them;
+    ``mask`` is None when the entry has none.
+    """
+    entry = {"name": name, "enabled": None, "interpreter": None, "flags": "",
+             "type": "magic", "offset": 0, "magic": None, "mask": None, "extension": None}
+    for line in text.splitlines():
+        if line in ("enabled", "disabled"):
+            entry["enabled"] = line == "enabled"
+        elif line.startswith("interpreter "):
+            entry["interpreter"] = line[len("interpreter "):]
+        elif line.startswith("flags:"):
+            entry["flags"] = line[len("flags:"):].strip()
+        elif line.startswith("offset "):
+            entry["offset"] = int(line.split()[1])
+        elif line.startswith("magic "):
+            entry["magic"] = line.split()[1].lower()
+        elif line.startswith("mask "):
+            entry["mask"] = line.split()[1].lower()
+        elif line.startswith("extension "):
+            entry["type"] = "extension"
+            entry["extension"] = line[len("extension "):].lstrip(".")
+            entry["offset"] = None
+    if entry["enabled"] is None or entry["interpreter"] is None:
+        raise ValueError("not a binfmt_misc entry: %r" % text[:200])
+    return entry
+
+
+def parse_status(text):
+    """True when the binfmt_misc instance is enabled."""
+    return text.strip() == "enabled"
+
+
+def parse_mountinfo(text, path):
+    """Return True when a binfmt_misc filesystem is mounted exactly at ``path``
+    (the last mount on a mount point is the one that counts)."""
+    path = os.path.normpath(path)
+    mounted = False
+    for line in text.splitlines():
+        fields = line.split()
+        if " - " not in line or len(fields) < 5:
+            continue
+        mount_point = fields[4].replace("\\040", " ")
+        fstype = line.split(" - ", 1)[1].split()[0]
+        if mount_point == path:
+            mounted = fstype == "binfmt_misc"
+    return mounted
+
+
+def kernel_buf_size(release):
+    """BINPRM_BUF_SIZE for a kernel release string such as ``6.1.0-28-arm64``."""
+    match = re.match(r"(\d+)\.(\d+)", release or "")
+    if match and (int(match.group(1)), int(match.group(2))) < (5, 1):
+        return BINPRM_BUF_SIZE_OLD
+    return BINPRM_BUF_SIZE
+
+
+# ---------------------------------------------------------------------------
+# definitions: normalise, validate, render, compare
+# ---------------------------------------------------------------------------
+
+def validate_name(name):
+    if not name or not isinstance(name, str):
+        raise BinfmtError("name", "must be a non-empty string")
+    if name in (".", ".."):
+        raise BinfmtError("name", "%r is not allowed by the kernel; pick a name such as 'qemu-arm'" % name)
+    if "/" in name or "\n" in name or "\0" in name:
+        raise BinfmtError("name", "%r contains '/', a newline or NUL, which the kernel refuses" % name)
+    if name in CONTROL_FILES:
+        raise BinfmtError("name", "%r is a binfmt_misc control file, not an entry name" % name)
+    return name
+
+
+def make_definition(name, interpreter, type="magic", magic=None, mask=None, offset=None,
+                    extension=None, flags="", buf_size=BINPRM_BUF_SIZE):
+    """Validate a definition as the kernel would and return it in normal form.
+
+    The result has the shape of a parsed entry (without ``enabled``): magic and
+    mask as plain lower-case hex, flags in the kernel's normal form. Raises
+    BinfmtError naming the field for anything the kernel would refuse.
+    """
+    validate_name(name)
+    if type not in ("magic", "extension"):
+        raise BinfmtError("type", "must be 'magic' or 'extension', got %r" % (type,))
+    if not interpreter:
+        raise BinfmtError("interpreter", "is required to register an entry")
+    if not interpreter.startswith("/"):
+        raise BinfmtError("interpreter", "%r must be an absolute path" % interpreter)
+    if "\n" in interpreter or "\0" in interpreter:
+        raise BinfmtError("interpreter", "must not contain a newline or NUL")
+    definition = {"name": name, "interpreter": interpreter, "flags": normalize_flags(flags),
+                  "type": type, "offset": None, "magic": None, "mask": None, "extension": None}
+    if type == "extension":
+        for field, value in (("magic", magic), ("mask", mask), ("offset", offset)):
+            if value not in (None, "", 0):
+                raise BinfmtError(field, "is only for type 'magic'; an extension entry matches the file name")
+        if not extension:
+            raise BinfmtError("extension", "is required for type 'extension' (e.g. 'jar')")
+        extension = extension[1:] if extension.startswith(".") else extension
+        if not extension or "/" in extension or "\n" in extension or "\0" in extension:
+            raise BinfmtError("extension", "%r must be a non-empty file suffix without '/'" % extension)
+        definition["extension"] = extension
+        return definition
+    if extension:
+        raise BinfmtError("extension", "is only for type 'extension'")
+    magic_bytes = parse_hex(magic, "magic")
+    if not magic_bytes:
+        raise BinfmtError("magic", "is required for type 'magic' (or give arch)")
+    mask_bytes = parse_hex(mask, "mask")
+    try:
+        offset = int(offset or 0)
+    except (TypeError, ValueError):
+        raise BinfmtError("offset", "must be a non-negative integer, got %r" % (offset,))
+    if offset < 0:
+        raise BinfmtError("offset", "must be a non-negative integer, got %d" % offset)
+    if offset + len(magic_bytes) > buf_size:
+        raise BinfmtError("offset", "offset %d + magic length %d exceeds the kernel's %d-byte buffer"
+                          % (offset, len(magic_bytes), buf_size))
+    if mask_bytes is not None and len(mask_bytes) != len(magic_bytes):
+        raise BinfmtError("mask", "is %d bytes but magic is %d bytes; they must be the same length"
+                          % (len(mask_bytes), len(magic_bytes)))
+    definition.update(offset=offset, magic=magic_bytes.hex(),
+                      mask=mask_bytes.hex() if mask_bytes is not None else None)
+    return definition
+
+
+def render_register(definition):
+    """The string to write to ``register`` for a normalised definition.
+
+    The kernel takes the first character as the field delimiter, so one is
+    chosen that occurs in no field (an interpreter path may contain ':').
+    """
+    d = definition
+    if d["type"] == "extension":
+        fields = [d["name"], "E", "", d["extension"], "", d["interpreter"], d["flags"]]
+    else:
+        mask = escape_hex(bytes.fromhex(d["mask"])) if d["mask"] else ""
+        fields = [d["name"], "M", str(d["offset"] or 0) if d["offset"] else "",
+                  escape_hex(bytes.fromhex(d["magic"])), mask, d["interpreter"], d["flags"]]
+    text = "".join(fields)
+    delim = next((c for c in _DELIMITERS if c not in text), None)
+    if delim is None:
+        raise BinfmtError("interpreter", "name, extension and interpreter together use every usable "
+                                         "delimiter (%s); rename one of them" % _DELIMITERS)
+    line = delim + delim.join(fields)
+    if len(line) > MAX_REGISTER_LENGTH:
+        raise BinfmtError("interpreter", "the register string is %d bytes; the kernel's limit is %d"
+                          % (len(line), MAX_REGISTER_LENGTH))
+    return line
+
+
+DEFINITION_KEYS = ("interpreter", "flags", "type", "offset", "magic", "mask", "extension")
+
+
+def same_definition(entry, definition):
+    """True when a parsed entry registers exactly the given definition."""
+    return all(entry.get(k) == definition.get(k) for k in DEFINITION_KEYS)
+
+
+def plan_entry(current, definition, state="present", enabled=True):
+    """Steps that take ``current`` (parsed entry or None) to the desired state.
+
+    Returns a list drawn from ``unregister``, ``register``, ``enable``,
+    ``disable``; an empty list means nothing to change. A registration always
+    starts enabled, so a disabled target registers and then disables.
+    """
+    if state == "absent":
+        return ["unregister"] if current else []
+    steps = []
+    if current is None or not same_definition(current, definition):
+        if current is not None:
+            steps.append("unregister")
+        steps.append("register")
+        if not enabled:
+            steps.append("disable")
+        return steps
+    if current["enabled"] != enabled:
+        steps.append("enable" if enabled else "disable")
+    return steps
+
+
+def expected_entry(definition, enabled):
+    """The entry dict the kernel will show once ``definition`` is registered."""
+    entry = dict(definition)
+    entry["enabled"] = bool(enabled)
+    return entry
+
+
+# ---------------------------------------------------------------------------
+# I/O on a binfmt_misc directory
+# ---------------------------------------------------------------------------
+
+def _write(path, data):
+    """One write(2) of the whole string, as the kernel parses each write alone."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, data.encode("utf-8") if not isinstance(data, bytes) else data)
+    finally:
+        os.close(fd)
+
+
+def _read(path):
+    with open(path, "r") as f:
+        return f.read()
+
+
+def is_mounted(path=DEFAULT_PATH, mountinfo="/proc/self/mountinfo"):
+    try:
+        return parse_mountinfo(_read(mountinfo), path)
+    except (IOError, OSError):
+        return os.path.exists(os.path.join(path, "register"))
+
+
+def read_status(path=DEFAULT_PATH):
+    return parse_status(_read(os.path.join(path, "status")))
+
+
+def list_entries(path=DEFAULT_PATH):
+    try:
+        names = os.listdir(path)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return []
+        raise
+    return sorted(n for n in names if n not in CONTROL_FILES)
+
+
+def read_entry(name, path=DEFAULT_PATH):
+    """The parsed entry, or None when it is not registered."""
+    try:
+        return parse_entry(_read(os.path.join(path, name)), name)
+    except (IOError, OSError) as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise
+
+
+def read_all_entries(path=DEFAULT_PATH):
+    entries = {}
+    for name in list_entries(path):
+        entry = read_entry(name, path)
+        if entry is not None:
+            entries[name] = entry
+    return entries
+
+
+def register(definition, path=DEFAULT_PATH):
+    """Register a normalised definition; OSError carries the kernel's errno."""
+    _write(os.path.join(path, "register"), render_register(definition))
+
+
+def set_enabled(name, enabled, path=DEFAULT_PATH):
+    _write(os.path.join(path, name), "1" if enabled else "0")
+
+
+def unregister(name, path=DEFAULT_PATH):
+    _write(os.path.join(path, name), "-1")
+
+
+def errno_text(exc):
+    """``EINVAL (Invalid argument)`` for an OSError from the kernel."""
+    code = getattr(exc, "errno", None)
+    if code is None:
+        return str(exc)
+    return "%s (%s)" % (errno.errorcode.get(code, str(code)), os.strerror(code))
