@@ -1,0 +1,51 @@
+"""Shared fixtures: a private binfmt_misc instance per test, and a guard that
+the machine's global binfmt_misc is the same after the whole run as before."""
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from sandbox.instance import Instance  # noqa: E402
+
+GLOBAL = "/proc/sys/fs/binfmt_misc"
+
+
+def global_binfmt_state():
+    """Every file of the machine's binfmt_misc, or None when it is not mounted."""
+    if not os.path.exists(os.path.join(GLOBAL, "register")):
+        return None
+    state = {}
+    for name in sorted(os.listdir(GLOBAL)):
+        if name != "register":
+            with open(os.path.join(GLOBAL, name)) as f:
+                state[name] = f.read()
+    return state
+
+
+def pytest_configure(config):
+    config._nativearm_global_before = global_binfmt_state()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = session.config._nativearm_global_before
+    after = global_binfmt_state()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if before != after:
+        if reporter:
+            reporter.write_line("GLOBAL binfmt_misc CHANGED by the test run: before=%r after=%r" % (before, after), red=True)
+        session.exitstatus = 1
+    elif reporter:
+        reporter.write_line("global binfmt_misc untouched: %s"
+                            % ("not mounted" if before is None else "%d files identical" % len(before)))
+
+
+@pytest.fixture
+def instance():
+    """A fresh private binfmt_misc instance (see tests/sandbox/instance.py)."""
+    inst = Instance()
+    try:
+        yield inst
+    finally:
+        inst.close()
