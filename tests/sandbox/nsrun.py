@@ -16,78 +16,15 @@ wide map without /etc/subuid, so the parent writes the maps directly, which
 root may do.
 """
 import argparse
-import ctypes
 import os
 import sys
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWUSER = 0x10000000
-MS_REC = 0x4000
-MS_PRIVATE = 1 << 18
-FULL_MAP = "0 0 4294967295\n"
-DEFAULT_BINFMT_MISC = "/proc/sys/fs/binfmt_misc"
+# The namespace code is the collection's own (plugins/module_utils/userns.py),
+# shipped to targets inside the binfmt_namespace_command module.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "plugins", "module_utils"))
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _check(ret, what):
-    if ret != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, "%s: %s" % (what, os.strerror(err)))
-
-
-def unshare(flags):
-    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
-
-
-def mount(source, target, fstype, flags=0):
-    _check(_libc.mount(
-        source.encode() if source else None, target.encode(),
-        fstype.encode() if fstype else None, ctypes.c_ulong(flags), None),
-        "mount %s on %s" % (fstype or source, target))
-
-
-def enter_sandbox(binfmt_misc=DEFAULT_BINFMT_MISC, mount_binfmt=True):
-    """Move the calling process into a new user + mount namespace with a full
-    identity map and (optionally) a fresh binfmt_misc instance at binfmt_misc.
-
-    A helper child writes the maps, because a process cannot write its own
-    full map; it is the only extra process and exits at once.
-    """
-    if os.geteuid() != 0:
-        raise SystemExit("nsrun: must run as root to write a full identity uid map")
-    ready_r, ready_w = os.pipe()
-    done_r, done_w = os.pipe()
-    parent = os.getpid()
-    helper = os.fork()
-    if helper == 0:  # the helper stays in the initial namespaces
-        os.close(ready_w)
-        os.close(done_r)
-        os.read(ready_r, 1)
-        code = 0
-        try:
-            for name in ("uid_map", "gid_map"):
-                with open("/proc/%d/%s" % (parent, name), "w") as f:
-                    f.write(FULL_MAP)
-        except OSError as exc:
-            sys.stderr.write("nsrun: writing id maps failed: %s\n" % exc)
-            code = 1
-        os.write(done_w, b"x")
-        os._exit(code)
-    os.close(ready_r)
-    os.close(done_w)
-    unshare(CLONE_NEWUSER | CLONE_NEWNS)
-    os.write(ready_w, b"x")
-    os.read(done_r, 1)
-    _, status = os.waitpid(helper, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit("nsrun: could not map ids into the new user namespace")
-    os.close(ready_w)
-    os.close(done_r)
-    # Mounts made here must not propagate back to the host.
-    mount(None, "/", None, MS_REC | MS_PRIVATE)
-    if mount_binfmt:
-        mount("binfmt_misc", binfmt_misc, "binfmt_misc")
+from userns import DEFAULT_BINFMT_MISC, SandboxError, enter_sandbox  # noqa: E402
 
 
 def main(argv=None):
@@ -100,7 +37,10 @@ def main(argv=None):
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("a command is required")
-    enter_sandbox(args.binfmt_misc, not args.no_mount)
+    try:
+        enter_sandbox(args.binfmt_misc, not args.no_mount)
+    except SandboxError as exc:
+        raise SystemExit("nsrun: %s" % exc)
     os.execvp(command[0], command)
 
 
