@@ -242,7 +242,7 @@ def render_register(definition):
         fields = [d["name"], "E", "", d["extension"], "", d["interpreter"], d["flags"]]
     else:
         mask = escape_hex(bytes.fromhex(d["mask"])) if d["mask"] else ""
-        fields = [d["name"], "M", str(d["offset"] or 0) if d["offset"] else "",
+        fields = [d["name"], "M", str(d["offset"]) if d["offset"] else "",
                   escape_hex(bytes.fromhex(d["magic"])), mask, d["interpreter"], d["flags"]]
     text = "".join(fields)
     delim = next((c for c in _DELIMITERS if c not in text), None)

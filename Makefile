@@ -1,0 +1,31 @@
+# The two README commands: `make demo` (the main job) and `make test` (every test).
+SHELL := /bin/bash
+VENV := .venv/bin
+PYTEST := $(VENV)/python -m pytest
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+
+.PHONY: setup demo test unit integration sanity lint molecule-default molecule-arm64 bench
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	bash scripts/demo.sh
+
+test: setup
+	bash scripts/test.sh
+
+unit:
+	$(PYTEST) -q tests/unit
+
+integration:
+	$(PYTEST) -q tests/integration
+
+sanity:
+	bash scripts/sanity.sh
+
+lint:
+	$(VENV)/ansible-lint --profile production
+
+bench:
+	$(VENV)/python bench/binfmt_entry_bench.py

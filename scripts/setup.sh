@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Install everything the tests and the demo need on a fresh Debian 12 / Ubuntu machine (as root).
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY=${PYTHON:-python3}
+
+# Plain host packages: none of these registers a binfmt_misc entry.
+HOST_PKGS="gcc-arm-linux-gnueabihf libc6-dev-armhf-cross arch-test util-linux rsync git
+  qemu-system-arm mmdebstrap e2fsprogs openssh-client zstd python3-venv"
+# These register binfmt entries from their postinst: install them inside a private binfmt_misc
+# instance so the machine's global one is never changed.
+SANDBOXED_PKGS="qemu-user-static binfmt-support"
+
+missing() { for p in "$@"; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || echo "$p"; done; }
+
+need=$(missing $HOST_PKGS)
+need_sb=$(missing $SANDBOXED_PKGS)
+if [ -n "$need$need_sb" ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  [ -z "$need" ] || apt-get install -y -qq --no-install-recommends $need
+  [ -z "$need_sb" ] || "$PY" tests/sandbox/nsrun.py -- apt-get install -y -qq --no-install-recommends $need_sb
+fi
+
+if [ ! -x .venv/bin/ansible ] || ! cmp -s requirements-dev.txt .venv/.requirements 2>/dev/null; then
+  "$PY" -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+  cp requirements-dev.txt .venv/.requirements
+fi
+
+# ansible-test sanity --venv bootstraps pip with get-pip.py from a host that is not reachable here;
+# this stand-in, placed where ansible-test caches it, does the same with ensurepip + pip.
+mkdir -p ~/.ansible/test/cache
+cat > ~/.ansible/test/cache/get_pip_24_2.py <<'PY'
+import ensurepip
+import subprocess
+import sys
+
+ensurepip.bootstrap(upgrade=True)
+sys.exit(subprocess.call([sys.executable, "-m", "pip", "install"] + sys.argv[1:]))
+PY
+echo "setup: done ($ROOT)"

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Every test, in order: unit, integration (real kernel, private binfmt_misc instances), stress
+# (reduced size), ansible-test sanity, ansible-lint (production profile), molecule scenarios.
+# Each stage's time is printed; the run stops at the first failing stage.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+stage() {
+  local name=$1; shift
+  local t0=$SECONDS
+  echo "=== stage: $name"
+  "$@"
+  echo "=== stage: $name passed in $((SECONDS - t0)) s"
+}
+stage "unit + integration tests" python -m pytest -q -p no:cacheprovider tests/unit tests/integration
+stage "ansible-test sanity" bash scripts/sanity.sh
+stage "ansible-lint (production profile)" ansible-lint --profile production
+echo "=== all stages passed in $SECONDS s"

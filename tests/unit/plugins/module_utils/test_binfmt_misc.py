@@ -1,0 +1,212 @@
+import pytest
+
+from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
+from ansible_collections.nativearm.binfmt.plugins.module_utils.presets import PRESETS, preset
+
+QEMU_ARM_ENTRY = """enabled
+interpreter /usr/libexec/qemu-binfmt/arm-binfmt-P
+flags: PF
+offset 0
+magic 7f454c4601010100000000000000000002002800
+mask ffffffffffffff00fffffffffffffffffeffffff
+"""
+
+
+def arm(**kw):
+    magic, mask, offset = preset("arm")
+    args = dict(magic=magic, mask=mask, offset=offset, flags="F")
+    args.update(kw)
+    return bm.make_definition("qemu-arm", "/usr/bin/qemu-arm-static", **args)
+
+
+# -- parsing -----------------------------------------------------------------------------
+
+def test_parse_magic_entry():
+    e = bm.parse_entry(QEMU_ARM_ENTRY, "qemu-arm")
+    assert e == {"name": "qemu-arm", "enabled": True, "interpreter": "/usr/libexec/qemu-binfmt/arm-binfmt-P",
+                 "flags": "PF", "type": "magic", "offset": 0,
+                 "magic": "7f454c4601010100000000000000000002002800",
+                 "mask": "ffffffffffffff00fffffffffffffffffeffffff", "extension": None}
+
+
+def test_parse_disabled_extension_entry_without_flags():
+    e = bm.parse_entry("disabled\ninterpreter /usr/bin/jexec\nflags: \nextension .jar\n", "jar")
+    assert e["enabled"] is False and e["type"] == "extension" and e["extension"] == "jar"
+    assert e["flags"] == "" and e["magic"] is None and e["offset"] is None
+
+
+def test_parse_entry_without_mask_has_mask_none():
+    e = bm.parse_entry("enabled\ninterpreter /bin/x\nflags: OC\noffset 3\nmagic 6162\n")
+    assert e["mask"] is None and e["offset"] == 3 and e["flags"] == "OC"
+
+
+def test_parse_entry_rejects_garbage():
+    with pytest.raises(ValueError):
+        bm.parse_entry("hello\n")
+
+
+def test_parse_status():
+    assert bm.parse_status("enabled\n") is True
+    assert bm.parse_status("disabled\n") is False
+
+
+MOUNTINFO = """22 1 0:21 / /proc rw,nosuid - proc proc rw
+40 22 0:35 / /proc/sys/fs/binfmt_misc rw,relatime - autofs systemd-1 rw
+41 40 0:36 / /proc/sys/fs/binfmt_misc rw,relatime - binfmt_misc binfmt_misc rw
+50 1 0:40 / /mnt/my\\040dir rw - binfmt_misc none rw
+"""
+
+
+def test_mountinfo_last_mount_wins_and_escapes():
+    assert bm.parse_mountinfo(MOUNTINFO, "/proc/sys/fs/binfmt_misc") is True
+    assert bm.parse_mountinfo(MOUNTINFO.splitlines()[1], "/proc/sys/fs/binfmt_misc") is False
+    assert bm.parse_mountinfo(MOUNTINFO, "/mnt/my dir") is True
+    assert bm.parse_mountinfo(MOUNTINFO, "/proc") is False
+
+
+@pytest.mark.parametrize("release,size", [("6.18.44", 256), ("5.1.0", 256), ("5.0.21", 128), ("4.19.0-27-arm64", 128), ("", 256)])
+def test_kernel_buf_size(release, size):
+    assert bm.kernel_buf_size(release) == size
+
+
+# -- hex and flags -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,expected", [
+    ("7f454c46", b"\x7fELF"), ("7F454C46", b"\x7fELF"), ("\\x7fELF", b"\x7fELF"),
+    ("\\x7f\\x45\\x4c\\x46", b"\x7fELF"), ("MZ\\x00", b"MZ\x00"),
+])
+def test_parse_hex_forms(text, expected):
+    assert bm.parse_hex(text, "magic") == expected
+
+
+@pytest.mark.parametrize("text", ["7f4", "zz", "MZ", "\\x7", "\\xgg", "\\n", "a b", "\\x7f\u00e9"])
+def test_parse_hex_rejects_malformed(text):
+    with pytest.raises(bm.BinfmtError) as err:
+        bm.parse_hex(text, "mask")
+    assert err.value.field == "mask"
+
+
+def test_escape_hex_round_trip():
+    data = bytes(range(256))
+    assert bm.parse_hex(bm.escape_hex(data), "magic") == data
+
+
+@pytest.mark.parametrize("given,normal", [("", ""), ("F", "F"), ("FP", "PF"), ("C", "OC"), ("cf", "OCF"),
+                                          ("POCF", "POCF"), ("OO", "O"), (None, "")])
+def test_normalize_flags(given, normal):
+    assert bm.normalize_flags(given) == normal
+
+
+def test_normalize_flags_rejects_unknown():
+    with pytest.raises(bm.BinfmtError, match="flags: unknown flag"):
+        bm.normalize_flags("PX")
+
+
+# -- definitions ---------------------------------------------------------------------------
+
+def test_arm_definition_matches_kernel_view():
+    d = arm()
+    e = bm.parse_entry(QEMU_ARM_ENTRY.replace("arm-binfmt-P", "x").replace("PF", "F"), "qemu-arm")
+    e["interpreter"] = "/usr/bin/qemu-arm-static"
+    assert bm.same_definition(e, d)
+
+
+def test_arm_preset_is_byte_exact_qemu():
+    magic, mask, offset = preset("arm")
+    assert bm.parse_hex(magic, "magic") == (b"\x7fELF\x01\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+                                            b"\x02\x00\x28\x00")
+    assert bm.parse_hex(mask, "mask") == (b"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff"
+                                          b"\xfe\xff\xff\xff")
+    assert offset == 0
+
+
+@pytest.mark.parametrize("arch", sorted(PRESETS))
+def test_every_preset_is_a_valid_elf_definition(arch):
+    magic, mask, offset = preset(arch)
+    d = bm.make_definition("qemu-" + arch, "/usr/bin/qemu-%s-static" % arch, magic=magic, mask=mask, offset=offset)
+    assert d["magic"].startswith("7f454c46") and len(d["magic"]) == len(d["mask"])
+
+
+def test_required_presets_exist():
+    assert {"arm", "armeb", "aarch64", "riscv64", "x86_64", "i386", "ppc64le", "s390x"} <= set(PRESETS)
+
+
+def test_render_register_uses_colon_and_escapes_everything():
+    line = bm.render_register(arm())
+    assert line == (":qemu-arm:M::" + "".join("\\x%02x" % b for b in bytes.fromhex(arm()["magic"]))
+                    + ":" + "".join("\\x%02x" % b for b in bytes.fromhex(arm()["mask"]))
+                    + ":/usr/bin/qemu-arm-static:F")
+
+
+def test_render_register_picks_another_delimiter_for_colon_paths():
+    d = bm.make_definition("x", "/opt/a:b/interp", magic="6162")
+    line = bm.render_register(d)
+    assert line[0] != ":" and line.split(line[0])[6] == "/opt/a:b/interp"
+
+
+def test_render_extension_and_offset():
+    assert bm.render_register(bm.make_definition("jar", "/usr/bin/jexec", type="extension", extension=".jar",
+                                                 flags="")) == ":jar:E::jar::/usr/bin/jexec:"
+    assert bm.render_register(bm.make_definition("o", "/bin/x", magic="ab", offset=5)) == ":o:M:5:\\xab::/bin/x:"
+
+
+def test_offset_limit_matches_kernel_buffer():
+    bm.make_definition("x", "/bin/x", magic="61626364", offset=252)
+    with pytest.raises(bm.BinfmtError, match="^offset:"):
+        bm.make_definition("x", "/bin/x", magic="61626364", offset=253)
+    with pytest.raises(bm.BinfmtError, match="^offset:"):
+        bm.make_definition("x", "/bin/x", magic="61626364", offset=126, buf_size=128)
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    (dict(name=""), "name"), (dict(name="."), "name"), (dict(name=".."), "name"), (dict(name="a/b"), "name"),
+    (dict(name="register"), "name"), (dict(name="status"), "name"),
+    (dict(interpreter=""), "interpreter"), (dict(interpreter="bin/x"), "interpreter"),
+    (dict(interpreter="/bin/x\n"), "interpreter"),
+    (dict(magic=""), "magic"), (dict(magic="xyz"), "magic"), (dict(mask="ff"), "mask"),
+    (dict(offset=-1), "offset"), (dict(offset="x"), "offset"), (dict(flags="Z"), "flags"),
+    (dict(type="script"), "type"), (dict(extension="jar"), "extension"),
+    (dict(type="extension", magic=None, extension=None), "extension"),
+    (dict(type="extension", magic="6162", extension="jar"), "magic"),
+    (dict(type="extension", magic=None, extension="a/b"), "extension"),
+])
+def test_make_definition_names_the_bad_field(kwargs, field):
+    args = dict(name="t", interpreter="/bin/x", type="magic", magic="6162", mask=None, offset=0,
+                extension=None, flags="")
+    args.update(kwargs)
+    name = args.pop("name")
+    interpreter = args.pop("interpreter")
+    with pytest.raises(bm.BinfmtError) as err:
+        bm.make_definition(name, interpreter, **args)
+    assert err.value.field == field
+
+
+def test_register_string_length_limit():
+    with pytest.raises(bm.BinfmtError, match="limit is 1920"):
+        bm.render_register(bm.make_definition("x", "/" + "a" * 1920, magic="ab"))
+
+
+# -- planning ----------------------------------------------------------------------------
+
+def test_plan_register_when_absent_and_nothing_when_same():
+    d = arm()
+    assert bm.plan_entry(None, d) == ["register"]
+    assert bm.plan_entry(None, d, enabled=False) == ["register", "disable"]
+    assert bm.plan_entry(bm.expected_entry(d, True), d) == []
+
+
+def test_plan_toggle_and_drift_and_absent():
+    d = arm()
+    cur = bm.expected_entry(d, False)
+    assert bm.plan_entry(cur, d) == ["enable"]
+    assert bm.plan_entry(bm.expected_entry(d, True), d, enabled=False) == ["disable"]
+    drifted = dict(bm.expected_entry(d, True), interpreter="/usr/bin/qemu-arm")
+    assert bm.plan_entry(drifted, d) == ["unregister", "register"]
+    assert bm.plan_entry(cur, d, state="absent") == ["unregister"]
+    assert bm.plan_entry(None, d, state="absent") == []
+
+
+def test_flags_compared_in_normal_form():
+    d = arm(flags="CF")
+    assert d["flags"] == "OCF"
+    assert bm.plan_entry(bm.expected_entry(arm(flags="OCF"), True), d) == []
