@@ -1,0 +1,187 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, nativearm.binfmt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The native armhf probe: can this kernel run 32-bit ARM (armhf) ELF itself?
+
+Two ways to ask, both running a small armhf program:
+
+- ``namespace`` (Linux >= 6.7, touches nothing): the probe runs in a new user +
+  mount namespace with its own, empty binfmt_misc instance, so qemu-arm cannot
+  catch it while the host's entry stays registered and enabled;
+- ``direct``: the probe just runs. Only meaningful while qemu-arm is disabled
+  (the window module toggles the entry; this module only runs and interprets).
+
+``interpret`` turns what happened into {native, reason, ...}; it is pure so every
+outcome is unit-tested. ``native`` is True/False, or None when the question
+could not be asked (no probe binary, namespace method unavailable, timeout).
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import errno
+import os
+import signal
+import subprocess
+
+DEFAULT_BINFMT_MISC = "/proc/sys/fs/binfmt_misc"
+DEFAULT_TIMEOUT = 30
+
+# (kind, argv, package that ships it), in order of preference. arch-test's static
+# armhf binary needs no libraries; `arch-test arm` would test the old ABI instead,
+# which fails on every aarch64 kernel. The loader's --help exists since glibc 2.33.
+CANDIDATES = (
+    ("arch-test", ["/usr/lib/arch-test/armhf"], "arch-test"),
+    ("loader", ["/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3", "--help"], "gcc-arm-linux-gnueabihf"),
+)
+ARM_MACHINES = ("aarch64", "arm64", "armv7l", "armv8l", "armv8b")
+
+# Runs inside the new namespaces: mount a private binfmt_misc over the given
+# path, then exec the probe. Parameters arrive as "$1" "$@", never in the script.
+# (Through sh's exec builtin: unshare's own execvp would run an ELF the kernel
+# refuses as a shell script instead of reporting ENOEXEC.)
+_NAMESPACE_SCRIPT = ('mount -t binfmt_misc binfmt_misc "$1" || '
+                     '{ echo "nativearm-probe: cannot mount a private binfmt_misc" >&2; exit 125; }; '
+                     'shift; exec "$@"')
+MOUNT_REFUSED_RC = 125
+MOUNT_REFUSED_MARK = "nativearm-probe: cannot mount a private binfmt_misc"
+OUTPUT_LIMIT = 2000
+
+
+def select_probe(custom=None, exists=os.path.exists):
+    """(kind, argv, package) of the probe to run, or (None, None, reason) when none is installed.
+
+    A caller-given argv (``custom``, a list) wins; otherwise the first installed candidate.
+    """
+    if custom:
+        return "custom", list(custom), None
+    for kind, argv, package in CANDIDATES:
+        if exists(argv[0]):
+            return kind, list(argv), package
+    return None, None, ("no armhf probe is installed (looked for %s); install arch-test "
+                        "(or gcc-arm-linux-gnueabihf, for glibc >= 2.33's loader)"
+                        % " and ".join(argv[0] for _kind, argv, _package in CANDIDATES))
+
+
+def namespace_command(argv, binfmt_misc=DEFAULT_BINFMT_MISC, unshare="unshare", shell="/bin/sh"):
+    """The argv that runs ``argv`` in a new user + mount namespace with an empty binfmt_misc."""
+    return [unshare, "--user", "--map-root-user", "--mount",
+            shell, "-c", _NAMESPACE_SCRIPT, "nativearm-probe", binfmt_misc] + list(argv)
+
+
+def host_facts():
+    """Machine, kernel release and page size of this host."""
+    uname = os.uname()
+    return {"machine": uname.machine, "release": uname.release,
+            "page_size": os.sysconf("SC_PAGE_SIZE")}
+
+
+def _trim(text):
+    text = (text or "").strip()
+    return text if len(text) <= OUTPUT_LIMIT else text[:OUTPUT_LIMIT] + " [...]"
+
+
+def _not_arm_reason(machine):
+    if machine in ARM_MACHINES:
+        return None
+    return "this host is %s, not aarch64/armv7l/armv8l: it can only emulate armhf" % machine
+
+
+def interpret(method, command, rc=None, output="", exec_errno=None, timed_out=False,
+              timeout=None, machine="aarch64", page_size=4096):
+    """What a probe run says about native armhf: a result dict.
+
+    ``rc`` is the exit status as subprocess gives it (negative: killed by that
+    signal); ``exec_errno`` is set when spawning the probe directly failed.
+    """
+    result = {"native": None, "method": method, "command": list(command), "rc": rc,
+              "output": _trim(output), "reason": None, "available": True}
+    text = result["output"]
+    if timed_out:
+        result["reason"] = "the probe did not finish within %s seconds" % timeout
+        return result
+    if method == "namespace" and (rc == MOUNT_REFUSED_RC and MOUNT_REFUSED_MARK in text
+                                  or rc == 1 and text.startswith("unshare:")):
+        result["available"] = False
+        result["reason"] = ("the namespace method is unavailable: this kernel refuses a private "
+                            "binfmt_misc in a user namespace (needs Linux >= 6.7): %s" % text)
+        return result
+    enoexec = exec_errno == errno.ENOEXEC or (rc == 126 and "Exec format error" in text)
+    if exec_errno == errno.ENOENT or (rc == 127 and not enoexec and "not found" in text):
+        result["reason"] = ("the probe was not found (%s); the standard probes come with "
+                            "arch-test or gcc-arm-linux-gnueabihf" % text)
+        return result
+    if exec_errno is not None and not enoexec:
+        result["reason"] = "the probe could not be started: %s" % os.strerror(exec_errno)
+        return result
+    result["native"] = False
+    if machine == "aarch64" and page_size != 4096:
+        result["reason"] = ("the kernel uses %d KiB pages; armhf userlands need 4 KiB pages, so 32-bit ARM "
+                            "cannot run natively here (the probe %s)"
+                            % (page_size // 1024, "ran" if rc == 0 else "failed too"))
+    elif rc == 0 and not enoexec:
+        result["native"] = True
+        result["reason"] = "the probe ran natively (exit status 0)"
+    elif enoexec:
+        result["reason"] = "Exec format error: " + (_not_arm_reason(machine) or (
+            "the kernel refused the 32-bit ARM ELF: it was built without CONFIG_COMPAT, "
+            "or the CPU has no AArch32 at EL0 (e.g. Apple silicon)"))
+    elif rc in (-signal.SIGILL, 128 + signal.SIGILL):
+        result["reason"] = "SIGILL: " + (_not_arm_reason(machine) or (
+            "the CPU refused an instruction of the 32-bit ARM probe "
+            "(no AArch32 at EL0, or an instruction set extension it lacks)"))
+    elif rc is not None and rc < 0:
+        result["reason"] = "the probe was killed by signal %d" % -rc
+    else:
+        result["reason"] = "the probe exited with status %s" % rc
+    return result
+
+
+def _run(method, command, timeout, facts, probe_kind):
+    # strerror texts such as "Exec format error" are matched: keep them in English.
+    env = dict(os.environ, LC_ALL="C")
+    try:
+        proc = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=timeout, env=env)
+        result = interpret(method, command, rc=proc.returncode,
+                           output=proc.stdout.decode("utf-8", "replace"),
+                           machine=facts["machine"], page_size=facts["page_size"])
+    except subprocess.TimeoutExpired as exc:
+        result = interpret(method, command, output=(exc.output or b"").decode("utf-8", "replace"),
+                           timed_out=True, timeout=timeout)
+    except OSError as exc:
+        result = interpret(method, command, output=str(exc), exec_errno=exc.errno,
+                           machine=facts["machine"], page_size=facts["page_size"])
+        if method == "namespace":  # unshare itself could not start
+            result.update(native=None, available=False,
+                          reason="the namespace method is unavailable: %s could not be started: %s"
+                                 % (command[0], os.strerror(exc.errno)))
+    result["probe"] = probe_kind
+    return result
+
+
+def _missing(method, reason):
+    return {"native": None, "method": method, "command": [], "rc": None, "output": "",
+            "reason": reason, "available": True, "probe": None}
+
+
+def direct_probe(probe=None, timeout=DEFAULT_TIMEOUT, facts=None, exists=os.path.exists):
+    """Run the probe as is and interpret the outcome (method "direct")."""
+    kind, argv, reason = select_probe(probe, exists)
+    if argv is None:
+        return _missing("direct", reason)
+    return _run("direct", argv, timeout, facts or host_facts(), kind)
+
+
+def namespace_probe(probe=None, timeout=DEFAULT_TIMEOUT, binfmt_misc=DEFAULT_BINFMT_MISC,
+                    unshare="unshare", facts=None, exists=os.path.exists):
+    """Run the probe in a new user + mount namespace with an empty binfmt_misc (method "namespace").
+
+    The host's binfmt_misc is never written; on kernels older than 6.7 the
+    result says ``available: False`` and ``native: None``.
+    """
+    kind, argv, reason = select_probe(probe, exists)
+    if argv is None:
+        return _missing("namespace", reason)
+    return _run("namespace", namespace_command(argv, binfmt_misc, unshare), timeout,
+                facts or host_facts(), kind)
