@@ -48,16 +48,45 @@ def packaged_definitions(dirs, names):
 
 def check(entry, path):
     """Window health on ``entry``: {"leases": {"native": n, "emulation": m},
-    "drift": [items], "facts": {...}}. Without the window protocol there is no
-    window to check and the result is empty."""
-    if window is None or not hasattr(window, "health"):
+    "drift": [items], "facts": window facts}. Read-only."""
+    if window is None:
         return {"leases": {}, "drift": [], "facts": {"checked": False,
                                                      "reason": "window protocol not available"}}
-    return window.health(entry, path)
+    facts, _restored = window.window_facts(entry, path, repair=False, check_mode=True)
+    facts["checked"] = True
+    live = [lease for lease in facts.get("leases") or [] if lease.get("alive")]
+    leases = {"native": sum(1 for lease in live if lease["mode"] == "native"),
+              "emulation": sum(1 for lease in live if lease["mode"] == "emulation")}
+    items = []
+    if facts.get("stale"):
+        items.append(_item(entry, "stale_window", ["restore"],
+                           "the native armhf window on %s is stale: prior state %s recorded, no live "
+                           "holder; restoring it puts %s back" % (entry, facts.get("prior_state"), entry)))
+    ours = set(lease.get("pid") for lease in live)
+    foreign = [h for h in facts.get("lock_holders") or [] if h.get("pid") not in ours]
+    if foreign:
+        items.append(_item(entry, "foreign_lock", [],
+                           "%s is locked by processes that hold no lease: %s" % (
+                               entry, window.describe_lock_holders(foreign)), actual=foreign))
+    open_ids = set(lease["lease_id"] for lease in live)
+    recreated = [e for e in facts.get("events") or []
+                 if e.get("event") == "entry_recreated" and e.get("lease") in open_ids]
+    if recreated:
+        items.append(_item(entry, "recreated_entry", [],
+                           "%s was re-registered under an open window (%d time(s)); the holders "
+                           "re-asserted it" % (entry, len(recreated)), actual=recreated))
+    return {"leases": leases, "drift": items, "facts": facts}
+
+
+def _item(entry, kind, steps, message, actual=None):
+    return {"name": entry, "kind": kind, "steps": steps, "expected": None, "actual": actual,
+            "fixed": False, "error": None, "message": message}
 
 
 def remediate(item, entry, path):
     """Repair one window drift item (only a stale window can be repaired)."""
     if item["kind"] != "stale_window":
         raise RuntimeError("%s cannot be repaired by binfmt_drift: %s" % (item["kind"], item["message"]))
-    window.repair_stale(entry, path)
+    _facts, restored = window.window_facts(entry, path, repair=True, check_mode=False)
+    if not restored:
+        raise RuntimeError("the stale window on %s could not be restored" % entry)
