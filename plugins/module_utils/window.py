@@ -1,0 +1,1241 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, nativearm.binfmt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Native armhf windows: the lock protocol and the lease records.
+
+This file is the one place to read the protocol. It uses the Python standard
+library only and imports nothing from the collection, because the detached
+holder processes (``_holder.py``) load it from a copy in the run directory
+long after the Ansible module that started them has exited.
+
+Terms
+-----
+entry     the binfmt_misc entry that sends 32-bit ARM ELF to qemu
+          (``qemu-arm``). Writing ``0`` disables it, so the kernel runs armhf
+          binaries itself (CONFIG_COMPAT); ``1`` enables it again.
+lease     one open use of a window, of mode ``native`` (needs the entry
+          disabled) or ``emulation`` (needs it enabled). Each lease is owned by
+          one detached *holder* process.
+window    the set of open leases on one binfmt_misc instance; all its leases
+          have the same mode. ``prior`` is the entry's state recorded by the
+          first lease (present? enabled?).
+
+Invariants, at every instant
+----------------------------
+I1  while any native lease is open, the entry is disabled (or absent);
+I2  while any emulation lease is open, the entry is enabled (or absent);
+I3  when the last lease ends -- closed, ttl expired, owner_pid gone, or its
+    holder killed and a later caller recovered the stale window -- the
+    entry is put back in ``prior`` exactly (an admin's ``disabled`` stays).
+
+Where things live (per binfmt_misc instance)
+--------------------------------------------
+``RUN_DIR/<instance key>/`` (directory 0700, files 0600, root only). The key
+is the binfmt_misc mount's st_dev plus the inode of the user namespace that
+sees it (Linux >= 6.7 gives each user namespace its own instance), so a
+private instance in a test never shares records with the host's. ``/run`` is
+a tmpfs: records vanish at reboot together with the kernel's binfmt state.
+
+- ``mutex``      flock(LOCK_EX) serialises every transition and every read
+                 of the records that decides something. Only root can open
+                 it, so no foreign process can block it; waits are bounded
+                 and a timeout names the pids holding it.
+- ``state.json`` the records: window mode, prior state, leases, waiters,
+                 events. Replaced atomically (write + rename) under the mutex.
+- ``lease-<id>-<nonce>.lock`` held with flock(LOCK_EX) by the lease's holder
+                 for its whole life. The kernel drops it when the holder dies
+                 (SIGKILL, OOM): a lease is *live* iff this lock is held, which
+                 is immune to pid reuse.
+- ``code/<hash>/`` this file and ``_holder.py``, run by the holders.
+
+Why not only flock on the entry (as Armbian PR #9769 did)
+----------------------------------------------------------
+- Converting LOCK_EX to LOCK_SH is not atomic on Linux (flock(2): the old
+  lock is dropped, then the new one placed), so a "last out" LOCK_EX|LOCK_NB
+  probe can win in between. Here no decision depends on a conversion: the
+  mutex is only ever taken and released whole.
+- A re-registered entry is a new inode; locks on the old one coordinate
+  nothing. The records and the mutex do not depend on the entry's inode.
+- Entry files are world-readable, so anyone can flock them. We never need
+  LOCK_EX on the entry, so a foreign LOCK_SH cannot block us; a foreign
+  LOCK_EX delays a new holder (it takes LOCK_SH on the entry), for at most
+  ``wait`` seconds, then the open fails naming every holder's pid and
+  command line from /proc/locks.
+Holders still keep LOCK_SH on the entry while they live: it shows in
+/proc/locks who uses the window, and a PR #9769-style "last out" test
+(LOCK_EX|LOCK_NB) by another tool correctly sees that the entry is in use.
+
+Open (mode M, lease L)
+----------------------
+1. Spawn the holder first, outside the mutex (python start-up is the slow
+   part). It takes its lease lock and LOCK_SH on the entry (bounded wait),
+   then reports ``ready`` through a pipe and waits for ``commit``.
+2. Under the mutex: recover (below); if L is already live, return it
+   (``changed: false``) and dismiss the new holder. Otherwise L is
+   *admissible* when the window is empty or has mode M, and no live waiter
+   of the other mode arrived before L (fairness: once an opener of the other
+   mode waits, new joiners of the current mode queue behind it). If not,
+   record L as a waiter, release the mutex, sleep, retry until ``wait``.
+3. Admission, still under the mutex. First lease: record ``prior`` and the
+   lease in state.json *before* touching the entry (a crash after this
+   point leaves a stale window, which recovery restores), then write the
+   mode's state. A first native lease runs the probe with the entry
+   disabled; when it fails, the lease is removed and ``prior`` restored
+   before the mutex is released (rollback), and ``on_unsupported`` decides
+   (emulate: an emulation lease is admitted in the same critical section).
+   Joiners only add their record. Then ``commit`` goes to the holder, which
+   acknowledges; only then does the open return.
+Since the entry's state changes only under the mutex, in the same critical
+section as the record that justifies it, I1 and I2 hold at every instant.
+
+Close (lease L), ttl, owner_pid, SIGTERM
+----------------------------------------
+Under the mutex: recover; remove L; if no live lease is left, restore
+``prior`` (``restored: true``) and clear the window. Then the holder is told
+to exit (SIGUSR1). A holder whose ttl expires, whose owner_pid ends (pid and
+start time checked), or that gets SIGTERM/SIGINT/SIGHUP, does the same for
+its own lease. If the opener dies before ``commit``, the holder does it too.
+
+Recovery (every open and close, binfmt_info, holders)
+-----------------------------------------------------
+Under the mutex: a recorded lease whose lock is free is dead; its record is
+dropped (event ``holder_gone``). If no live lease remains but a window is
+recorded, the window is *stale*: ``prior`` is restored (event
+``stale_window_restored``). Dead waiters (pid + start time) are dropped.
+
+Re-assertion (holders)
+----------------------
+Every holder polls the entry every ``POLL`` seconds (one stat and one small
+read: negligible CPU). When the entry's state is not its mode's, or its
+inode changed (re-registered by systemd-binfmt, update-binfmts, ...), or it
+appeared or vanished, the holder takes the mutex, re-checks, writes the
+mode's state, moves its LOCK_SH to the new inode and records an event. An
+entry that appears in a window whose prior was "absent" is given back, at
+the end, the state its registrant gave it.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import select
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+DEFAULT_RUN_DIR = "/run/nativearm-binfmt"
+DEFAULT_BINFMT_MISC = "/proc/sys/fs/binfmt_misc"
+DEFAULT_ENTRY = "qemu-arm"
+DEFAULT_PROBE = ["/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3", "--help"]
+MODES = ("native", "emulation")
+POLL = 0.05              # holder watch period and waiter retry period (seconds)
+MUTEX_MIN_WAIT = 10.0    # the mutex is only held briefly by our own processes
+HOLDER_START_WAIT = 20.0  # python start-up of a holder, on a loaded machine
+PROBE_TIMEOUT = 60
+MAX_EVENTS = 50
+STATE_VERSION = 1
+TIERS = ("packaged_descriptor", "registered_entry", "native_probe", "qemu_fallback")
+
+_LEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+
+
+class WindowError(Exception):
+    """A window operation that cannot be done; the message names the holders."""
+
+    def __init__(self, message, holders=None):
+        super(WindowError, self).__init__(message)
+        self.message = message
+        self.holders = holders or []
+
+
+class _Timeout(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------
+# pure helpers
+# ---------------------------------------------------------------------------
+
+def validate_lease_id(lease_id):
+    if not isinstance(lease_id, str) or not _LEASE_ID.match(lease_id):
+        raise WindowError("lease_id: %r must be 1-64 characters of letters, digits, '_', '.', '@', '-' "
+                          "starting with a letter or digit" % (lease_id,))
+    return lease_id
+
+
+def new_lease_id():
+    return uuid.uuid4().hex[:16]
+
+
+def desired_enabled(mode):
+    """The entry state a lease of ``mode`` needs (I1 / I2)."""
+    return mode == "emulation"
+
+
+def parse_proc_locks(text):
+    """Parse /proc/locks into dicts: kind (FLOCK/POSIX/OFDLCK), access (READ/WRITE),
+    pid, dev (major, minor), ino, blocked (a waiter, line with ``->``)."""
+    locks = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 6:
+            continue
+        blocked = fields[1] == "->"
+        if blocked:
+            fields = fields[:1] + fields[2:]
+        try:
+            kind, access, pid, devino = fields[1], fields[3], int(fields[4]), fields[5]
+            major, minor, ino = devino.split(":")
+            locks.append({"kind": kind, "access": access, "pid": pid,
+                          "dev": (int(major, 16), int(minor, 16)), "ino": int(ino), "blocked": blocked})
+        except (ValueError, IndexError):
+            continue
+    return locks
+
+
+def admissible(state, mode, seq=None, ignore_fairness=False):
+    """(True, None) when a lease of ``mode`` may be admitted now; else (False, why).
+
+    ``seq`` is the caller's waiter number (None for a fresh arrival). A fresh
+    arrival queues behind every live waiter of the other mode; a waiter only
+    behind those that arrived before it. ``state`` must be recovered first.
+    """
+    window = state.get("mode")
+    if window is not None and window != mode:
+        return False, "window_mode"
+    if ignore_fairness:
+        return True, None
+    for waiter in state.get("waiters", {}).values():
+        if waiter["mode"] != mode and (seq is None or waiter["seq"] < seq):
+            return False, "fairness"
+    return True, None
+
+
+def decide_tier(native, entry_present, descriptor_found):
+    """Which detection path decided (after Armbian PR #117's four tiers)."""
+    if native:
+        return "native_probe"
+    if entry_present and descriptor_found:
+        return "packaged_descriptor"
+    if entry_present:
+        return "registered_entry"
+    return "qemu_fallback"
+
+
+def restore_target(state):
+    """The enabled flag the entry must be given when the window ends, or None
+    when nothing is to be written (prior absent and nothing appeared)."""
+    prior = state.get("prior") or {}
+    if prior.get("present"):
+        return bool(prior.get("enabled"))
+    if state.get("adopted") is not None:
+        return bool(state["adopted"])
+    return None
+
+
+def empty_state(entry):
+    return {"version": STATE_VERSION, "entry": entry, "mode": None, "prior": None,
+            "adopted": None, "opened_at": None, "native": None, "tier": None,
+            "probe": None, "entry_ino": None, "leases": {}, "waiters": {}, "seq": 0, "events": []}
+
+
+# ---------------------------------------------------------------------------
+# small I/O helpers
+# ---------------------------------------------------------------------------
+
+def _read_text(path):
+    with open(path, "r") as f:
+        return f.read()
+
+
+def proc_start_time(pid):
+    """Start time (clock ticks since boot) of ``pid``, or None when it is gone."""
+    try:
+        data = _read_text("/proc/%d/stat" % int(pid))
+    except (IOError, OSError, ValueError, TypeError):
+        return None
+    try:
+        return int(data.rsplit(")", 1)[1].split()[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def pid_alive(pid, start=None):
+    """True when ``pid`` runs (not a zombie) and, if given, started at ``start``."""
+    try:
+        data = _read_text("/proc/%d/stat" % int(pid))
+        fields = data.rsplit(")", 1)[1].split()
+    except (IOError, OSError, ValueError, TypeError, IndexError):
+        return False
+    if fields[0] == "Z":
+        return False
+    return start is None or int(fields[19]) == start
+
+
+def proc_cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            raw = f.read()
+    except (IOError, OSError):
+        return "?"
+    return " ".join(p.decode("utf-8", "replace") for p in raw.split(b"\0") if p) or "?"
+
+
+def lock_holders_of(path, locks_file="/proc/locks"):
+    """Every lock on the file ``path`` (dev + inode) with pid and command line."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return []
+    dev = (os.major(st.st_dev), os.minor(st.st_dev))
+    try:
+        locks = parse_proc_locks(_read_text(locks_file))
+    except (IOError, OSError):
+        return []
+    out = []
+    for lock in locks:
+        if lock["dev"] == dev and lock["ino"] == st.st_ino:
+            out.append({"pid": lock["pid"], "kind": lock["kind"], "access": lock["access"],
+                        "blocked": lock["blocked"], "cmdline": proc_cmdline(lock["pid"])})
+    return out
+
+
+def describe_lock_holders(holders):
+    if not holders:
+        return "none"
+    return "; ".join("pid %d (%s %s%s): %s" % (h["pid"], h["kind"], h["access"],
+                                               ", waiting" if h.get("blocked") else "", h["cmdline"])
+                     for h in holders)
+
+
+def _flock(fd, operation, deadline):
+    """flock with a bounded wait. Raises _Timeout when ``deadline`` passes."""
+    try:
+        fcntl.flock(fd, operation | fcntl.LOCK_NB)
+        return
+    except (IOError, OSError) as exc:
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise
+    if threading.current_thread() is threading.main_thread():
+        def _alarm(signum, frame):
+            raise _Timeout()
+        while True:
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                raise _Timeout()
+            old = signal.signal(signal.SIGALRM, _alarm)
+            signal.setitimer(signal.ITIMER_REAL, remaining)
+            try:
+                fcntl.flock(fd, operation)
+                return
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, old)
+    delay = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+            return
+        except (IOError, OSError) as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+        if time.time() >= deadline:
+            raise _Timeout()
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)
+
+
+def instance_key(binfmt_misc):
+    """A name for the binfmt_misc instance at ``binfmt_misc``: the mount's
+    st_dev and the inode of the user namespace that sees it. A path seen
+    through ``/proc/PID/root`` belongs to PID's user namespace."""
+    st = os.stat(binfmt_misc)
+    match = re.match(r"^/proc/(\d+)/root/", os.path.abspath(binfmt_misc))
+    ns = "/proc/%s/ns/user" % (match.group(1) if match else "self")
+    try:
+        userns = os.stat(ns).st_ino
+    except OSError:
+        userns = 0
+    return "dev%d.%d-userns%d" % (os.major(st.st_dev), os.minor(st.st_dev), userns)
+
+
+def secure_dir(path, create=True):
+    """Create (0700) or check a root-only directory: ours, no symlink, not group/world accessible."""
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT or not create:
+            raise
+        parent = os.path.dirname(path.rstrip("/"))
+        if parent and not os.path.isdir(parent):
+            os.makedirs(parent, 0o755)
+        try:
+            os.mkdir(path, 0o700)
+        except OSError as exc2:
+            if exc2.errno != errno.EEXIST:
+                raise
+        st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise WindowError("run_dir: %s is not a directory (a symlink is refused)" % path)
+    if st.st_uid != os.geteuid():
+        raise WindowError("run_dir: %s is owned by uid %d, not by us (uid %d); remove it or choose "
+                          "another run_dir" % (path, st.st_uid, os.geteuid()))
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def _open_private(path, flags):
+    return os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+
+
+def write_private(path, data):
+    """Atomically replace ``path`` (mode 0600) with ``data``."""
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    fd = _open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        os.write(fd, data.encode("utf-8") if not isinstance(data, bytes) else data)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+# ---------------------------------------------------------------------------
+# the probe
+# ---------------------------------------------------------------------------
+
+def run_probe(argv, timeout=PROBE_TIMEOUT):
+    """Run ``argv`` directly; the probe result dict {native, method, command, rc, output, reason}."""
+    result = {"native": False, "method": "direct", "command": list(argv), "rc": None,
+              "output": "", "reason": None}
+    try:
+        proc = subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=timeout, close_fds=True)
+    except OSError as exc:
+        result["output"] = str(exc)
+        result["reason"] = ("native probe %s could not run: %s (ENOEXEC means this kernel cannot run "
+                            "32-bit ARM: no CONFIG_COMPAT, a CPU without AArch32 EL0, or non-4K pages)"
+                            % (" ".join(argv), exc))
+        return result
+    except subprocess.TimeoutExpired:
+        result["reason"] = "native probe %s timed out after %d s" % (" ".join(argv), timeout)
+        return result
+    result["rc"] = proc.returncode
+    result["output"] = proc.stdout.decode("utf-8", "replace")[-2000:]
+    if proc.returncode == 0:
+        result["native"] = True
+    else:
+        result["reason"] = "native probe %s exited %d: %s" % (" ".join(argv), proc.returncode,
+                                                               result["output"].strip()[-300:])
+    return result
+
+
+# ---------------------------------------------------------------------------
+# the holder process, seen from the opener
+# ---------------------------------------------------------------------------
+
+def _module_source(name):
+    """Source text of a sibling module (works from files and from AnsiballZ zips)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.path.join(here, name + ".py")
+    try:
+        with open(path, "r") as f:
+            return f.read()
+    except (IOError, OSError):
+        pass
+    loader = globals().get("__loader__")
+    base = __name__.rsplit(".", 1)[0]
+    if loader is not None and hasattr(loader, "get_source"):
+        for mod in (base + "." + name, name):
+            try:
+                src = loader.get_source(mod)
+            except Exception:
+                src = None
+            if src:
+                return src
+    import importlib
+    mod = importlib.import_module(base + "." + name)
+    src = mod.__loader__.get_source(mod.__name__)
+    if not src:
+        raise WindowError("cannot find the source of %s to install the holder" % name)
+    return src
+
+
+class Holder(object):
+    """A started holder process, before and at ``commit``."""
+
+    def __init__(self, proc, ctl_w, st_r, lock_name):
+        self.proc = proc
+        self.pid = proc.pid
+        self.ctl_w = ctl_w
+        self.st_r = st_r
+        self.lock_name = lock_name
+        self._buf = b""
+
+    def read_line(self, timeout):
+        deadline = time.time() + timeout
+        while b"\n" not in self._buf:
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                return None
+            ready, _, _ = select.select([self.st_r], [], [], remaining)
+            if not ready:
+                continue
+            chunk = os.read(self.st_r, 4096)
+            if not chunk:
+                return None
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return line.decode("utf-8", "replace")
+
+    def send(self, text):
+        try:
+            os.write(self.ctl_w, (text + "\n").encode("utf-8"))
+            return True
+        except OSError:
+            return False
+
+    def close_pipes(self):
+        for fd in (self.ctl_w, self.st_r):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.ctl_w = self.st_r = -1
+
+    def dismiss(self):
+        """Tell a holder that was never committed to go away (it never touched the state)."""
+        self.send("abort")
+        self.close_pipes()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# ---------------------------------------------------------------------------
+# the window of one entry on one binfmt_misc instance
+# ---------------------------------------------------------------------------
+
+class Window(object):
+    def __init__(self, entry=DEFAULT_ENTRY, binfmt_misc=DEFAULT_BINFMT_MISC, run_dir=DEFAULT_RUN_DIR,
+                 instance_dir=None, python=None):
+        self.entry = entry
+        self.binfmt_misc = binfmt_misc
+        self.entry_path = os.path.join(binfmt_misc, entry)
+        self.run_dir = run_dir
+        if "/" in entry or entry in ("", ".", "..", "register", "status"):
+            raise WindowError("entry: %r is not a binfmt_misc entry name (e.g. 'qemu-arm')" % entry)
+        if instance_dir is None:
+            if not os.path.exists(os.path.join(binfmt_misc, "status")):
+                raise WindowError("binfmt_misc: no binfmt_misc filesystem at %s; mount it (mount -t "
+                                  "binfmt_misc binfmt_misc %s) or point binfmt_misc at it" % (binfmt_misc, binfmt_misc))
+            instance_dir = os.path.join(run_dir, instance_key(binfmt_misc))
+        self.dir = instance_dir
+        self.python = python or sys.executable or "/usr/bin/python3"
+        self._mutex_fd = None
+
+    # -- files ---------------------------------------------------------------
+    def _path(self, name):
+        return os.path.join(self.dir, name)
+
+    @property
+    def state_path(self):
+        return self._path("state-%s.json" % self.entry)
+
+    def ensure_dirs(self):
+        secure_dir(self.run_dir)
+        secure_dir(self.dir)
+
+    def exists(self):
+        return os.path.isdir(self.dir)
+
+    # -- the mutex ---------------------------------------------------------------
+    def acquire(self, deadline=None):
+        """Take the transition mutex (bounded); returns a token for release()."""
+        if self._mutex_fd is not None:
+            raise RuntimeError("mutex taken twice")
+        self.ensure_dirs()
+        path = self._path("mutex-%s" % self.entry)
+        fd = _open_private(path, os.O_RDWR | os.O_CREAT)
+        deadline = max(deadline or 0, time.time() + MUTEX_MIN_WAIT)
+        try:
+            _flock(fd, fcntl.LOCK_EX, deadline)
+        except _Timeout:
+            holders = lock_holders_of(path)
+            os.close(fd)
+            raise WindowError("timed out waiting for the window mutex %s; held by: %s"
+                              % (path, describe_lock_holders(holders)), holders)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._mutex_fd = fd
+
+    def release(self):
+        fd, self._mutex_fd = self._mutex_fd, None
+        if fd is not None:
+            os.close(fd)   # closing the only descriptor drops the flock
+
+    # -- records ---------------------------------------------------------------
+    def load(self):
+        try:
+            text = _read_text(self.state_path)
+        except (IOError, OSError) as exc:
+            if exc.errno == errno.ENOENT:
+                return empty_state(self.entry)
+            raise
+        try:
+            state = json.loads(text)
+        except ValueError:
+            state = empty_state(self.entry)
+            self._event(state, "records_corrupt", detail="state file was unreadable; started afresh")
+            return state
+        base = empty_state(self.entry)
+        base.update(state)
+        return base
+
+    def save(self, state):
+        write_private(self.state_path, json.dumps(state, sort_keys=True))
+
+    @staticmethod
+    def _event(state, kind, lease=None, detail=None):
+        state.setdefault("events", []).append({"time": round(time.time(), 3), "event": kind, "lease": lease,
+                                               "pid": os.getpid(), "detail": detail})
+        del state["events"][:-MAX_EVENTS]
+
+    # -- the entry -------------------------------------------------------------
+    def entry_status(self):
+        """{present, enabled, ino} of the entry right now."""
+        try:
+            fd = os.open(self.entry_path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return {"present": False, "enabled": None, "ino": None}
+            raise
+        try:
+            ino = os.fstat(fd).st_ino
+            first = os.read(fd, 64).split(b"\n", 1)[0]
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return {"present": False, "enabled": None, "ino": None}
+            raise
+        finally:
+            os.close(fd)
+        return {"present": True, "enabled": first.strip() == b"enabled", "ino": ino}
+
+    def set_enabled(self, enabled):
+        fd = os.open(self.entry_path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"1" if enabled else b"0")
+        finally:
+            os.close(fd)
+
+    def _apply(self, enabled):
+        """Put the entry in ``enabled`` if it is present and differs; True when written."""
+        status = self.entry_status()
+        if status["present"] and status["enabled"] != enabled:
+            try:
+                self.set_enabled(enabled)
+            except OSError as exc:
+                if exc.errno == errno.ENOENT:
+                    return False
+                raise
+            return True
+        return False
+
+    def entry_lock_holders(self):
+        return lock_holders_of(self.entry_path)
+
+    # -- liveness --------------------------------------------------------------
+    def lease_alive(self, record):
+        name = record.get("lock")
+        if not name:
+            return False
+        try:
+            fd = os.open(self._path(name), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except (IOError, OSError):
+            return True          # its holder still has LOCK_EX on it
+        finally:
+            os.close(fd)
+        return False
+
+    def _drop_lock_file(self, record):
+        if record.get("lock"):
+            try:
+                os.unlink(self._path(record["lock"]))
+            except OSError:
+                pass
+
+    # -- transitions (all under the mutex) --------------------------------------
+    def _restore(self, state, why, lease=None):
+        """End the window: put the entry back in its prior state (I3)."""
+        target = restore_target(state)
+        wrote = False
+        if target is not None:
+            wrote = self._apply(target)
+        status = self.entry_status()
+        self._event(state, why, lease=lease, detail="prior %s; entry now %s" % (
+            _describe_prior(state.get("prior")), _describe_status(status)))
+        for key in ("mode", "prior", "adopted", "opened_at", "native", "tier", "probe", "entry_ino"):
+            state[key] = None
+        return wrote
+
+    def recover(self, state):
+        """Drop dead leases and waiters; restore a stale window. True when restored."""
+        for lease_id, record in list(state["leases"].items()):
+            if not self.lease_alive(record):
+                del state["leases"][lease_id]
+                self._drop_lock_file(record)
+                self._event(state, "holder_gone", lease=lease_id,
+                            detail="holder pid %s ended without closing its lease" % record.get("pid"))
+        for token, waiter in list(state["waiters"].items()):
+            if not pid_alive(waiter["pid"], waiter.get("start")):
+                del state["waiters"][token]
+        if state.get("prior") is not None and not state["leases"]:
+            self._restore(state, "stale_window_restored")
+            return True
+        return False
+
+    def _remove_lease(self, state, lease_id, why):
+        """Remove one lease; restore when it was the last. Returns (record, restored)."""
+        record = state["leases"].pop(lease_id)
+        self._drop_lock_file(record)
+        restored = False
+        if not state["leases"] and state.get("prior") is not None:
+            self._restore(state, "restored", lease=lease_id)
+            restored = True
+        self._event(state, why, lease=lease_id)
+        return record, restored
+
+    # -- reporting ---------------------------------------------------------------
+    def summary(self, state, lease_id=None):
+        status = self.entry_status()
+        return {
+            "entry": self.entry, "entry_present": status["present"], "entry_enabled": status["enabled"],
+            "window_mode": state.get("mode"), "holders": len(state["leases"]),
+            "prior_state": _prior_text(state.get("prior")),
+        }
+
+    def holders_text(self, state):
+        parts = []
+        for lease_id, rec in sorted(state["leases"].items()):
+            owner = ""
+            if rec.get("owner_pid"):
+                owner = ", owner pid %d: %s" % (rec["owner_pid"], proc_cmdline(rec["owner_pid"]))
+            parts.append("%s lease %s (holder pid %d: %s%s)" % (rec["mode"], lease_id, rec["pid"],
+                                                                 proc_cmdline(rec["pid"]), owner))
+        text = "; ".join(parts) or "no leases"
+        locks = self.entry_lock_holders()
+        if locks:
+            text += "; locks on %s from /proc/locks: %s" % (self.entry_path, describe_lock_holders(locks))
+        return text
+
+    # -- open ------------------------------------------------------------------
+    def spawn_holder(self, lease_id, deadline):
+        """Start a holder (outside the mutex) and wait for ``ready``."""
+        self.ensure_dirs()
+        code_dir = self._install_code()
+        nonce = uuid.uuid4().hex[:8]
+        lock_name = "lease-%s-%s.lock" % (lease_id, nonce)
+        ctl_r, ctl_w = os.pipe()
+        st_r, st_w = os.pipe()
+        config = {"entry": self.entry, "binfmt_misc": self.binfmt_misc, "run_dir": self.run_dir,
+                  "instance_dir": self.dir, "lease_id": lease_id, "lock": lock_name,
+                  "ctl_fd": ctl_r, "st_fd": st_w, "lock_deadline": deadline}
+        argv = [self.python, "-I", "-S", os.path.join(code_dir, "_holder.py"),
+                "nativearm-window-holder", lease_id, json.dumps(config, sort_keys=True)]
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, close_fds=True, pass_fds=(ctl_r, st_w),
+                                    start_new_session=True, cwd="/")
+        except OSError as exc:
+            for fd in (ctl_r, ctl_w, st_r, st_w):
+                os.close(fd)
+            raise WindowError("could not start the lease holder with %s: %s" % (self.python, exc))
+        os.close(ctl_r)
+        os.close(st_w)
+        fcntl.fcntl(ctl_w, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
+        fcntl.fcntl(st_r, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
+        holder = Holder(proc, ctl_w, st_r, lock_name)
+        line = holder.read_line(max(deadline - time.time(), 0) + HOLDER_START_WAIT)
+        if line == "ready":
+            return holder
+        holder.close_pipes()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if line and line.startswith("blocked"):
+            holders = self.entry_lock_holders()
+            raise WindowError("%s is locked exclusively by another process; waited until the deadline "
+                              "for a shared lock. Lock holders from /proc/locks: %s"
+                              % (self.entry_path, describe_lock_holders(holders)), holders)
+        raise WindowError("the lease holder (pid %d) did not start: %s" % (proc.pid, line or "no answer"))
+
+    def _install_code(self):
+        sources = {"window.py": _module_source("window"), "_holder.py": _module_source("_holder")}
+        digest = hashlib.sha256("".join(sources[k] for k in sorted(sources)).encode("utf-8")).hexdigest()[:16]
+        secure_dir(os.path.join(self.run_dir, "code"))
+        code_dir = secure_dir(os.path.join(self.run_dir, "code", digest))
+        for name, text in sources.items():
+            path = os.path.join(code_dir, name)
+            try:
+                with open(path, "r") as f:
+                    if f.read() == text:
+                        continue
+            except (IOError, OSError):
+                pass
+            write_private(path, text)
+        return code_dir
+
+    def open(self, mode="native", lease_id=None, ttl=None, owner_pid=None, wait=30,
+             on_unsupported="emulate", probe=None, check_mode=False):
+        """Open (or find) a lease. Returns a result dict (see the module's RETURN)."""
+        if mode not in MODES:
+            raise WindowError("mode: must be one of %s, got %r" % (", ".join(MODES), mode))
+        if on_unsupported not in ("emulate", "fail"):
+            raise WindowError("on_unsupported: must be 'emulate' or 'fail', got %r" % (on_unsupported,))
+        lease_id = validate_lease_id(lease_id) if lease_id else new_lease_id()
+        owner_start = None
+        if owner_pid is not None:
+            owner_start = proc_start_time(owner_pid)
+            if owner_start is None:
+                raise WindowError("owner_pid: process %d does not exist; pass the pid of a running "
+                                  "process whose end should close the lease" % owner_pid)
+        if ttl is not None and ttl <= 0:
+            raise WindowError("ttl: must be a positive number of seconds, got %r" % (ttl,))
+        probe = probe or (lambda: run_probe(DEFAULT_PROBE))
+        start = time.time()
+        deadline = start + max(float(wait or 0), 0.0)
+
+        if check_mode:
+            return self._open_check(mode, lease_id, deadline)
+
+        # Fast path for an idempotent open, without starting a holder.
+        existing = self._existing(lease_id, deadline)
+        if existing is not None:
+            return existing
+
+        holder = self.spawn_holder(lease_id, deadline)
+        committed = False
+        seq = None
+        token = "%s-%d" % (lease_id, os.getpid())
+        try:
+            blocker = None
+            while True:
+                self.acquire(deadline)
+                try:
+                    state = self.load()
+                    before = self.summary(state)
+                    self.recover(state)
+                    if lease_id in state["leases"]:
+                        state["waiters"].pop(token, None)
+                        self.save(state)
+                        result = self._result(state, lease_id, changed=False, before=before)
+                        holder.dismiss()
+                        committed = True
+                        return result
+                    ok, blocker = admissible(state, mode, seq)
+                    if ok:
+                        state["waiters"].pop(token, None)
+                        result = self._admit(state, holder, mode, lease_id, ttl, owner_pid, owner_start,
+                                             on_unsupported, probe, before)
+                        committed = True
+                        return result
+                    if time.time() >= deadline:
+                        state["waiters"].pop(token, None)
+                        if mode == "native" and on_unsupported == "emulate" and state.get("mode") != "native":
+                            ok, _ = admissible(state, "emulation", ignore_fairness=True)
+                            if ok:
+                                reason = ("native window not available after waiting %ss: %s"
+                                          % (wait, self.holders_text(state)))
+                                result = self._admit(state, holder, "emulation", lease_id, ttl, owner_pid,
+                                                     owner_start, on_unsupported, probe, before,
+                                                     reason=reason)
+                                committed = True
+                                return result
+                        self.save(state)
+                        what = ("the other mode's leases to drain" if blocker == "window_mode"
+                                else "earlier waiters of the other mode")
+                        holders = self.entry_lock_holders()
+                        raise WindowError("%s: cannot open a %s lease on %s: waited %ss for %s; holders: %s"
+                                          % (self.entry, mode, self.binfmt_misc, wait, what,
+                                             self.holders_text(state)), holders)
+                    if seq is None:
+                        state["seq"] = int(state.get("seq") or 0) + 1
+                        seq = state["seq"]
+                        state["waiters"][token] = {"mode": mode, "seq": seq, "pid": os.getpid(),
+                                                   "start": proc_start_time(os.getpid()),
+                                                   "since": round(start, 3), "lease": lease_id}
+                    self.save(state)
+                finally:
+                    self.release()
+                time.sleep(POLL)
+        finally:
+            if not committed:
+                holder.dismiss()
+                if seq is not None:
+                    self._forget_waiter(token)
+
+    def _forget_waiter(self, token):
+        try:
+            self.acquire()
+        except WindowError:
+            return
+        try:
+            state = self.load()
+            if state["waiters"].pop(token, None) is not None:
+                self.save(state)
+        finally:
+            self.release()
+
+    def _existing(self, lease_id, deadline):
+        if not os.path.exists(self.state_path):
+            return None
+        self.acquire(deadline)
+        try:
+            state = self.load()
+            if lease_id not in state["leases"]:
+                return None
+            before = self.summary(state)
+            if self.recover(state) or lease_id not in state["leases"]:
+                self.save(state)
+                return None
+            return self._result(state, lease_id, changed=False, before=before)
+        finally:
+            self.release()
+
+    def _admit(self, state, holder, mode, lease_id, ttl, owner_pid, owner_start, on_unsupported, probe,
+               before, reason=None):
+        """Admit the lease (caller holds the mutex and checked admissibility)."""
+        now = time.time()
+        record = {"mode": mode, "pid": holder.pid, "lock": holder.lock_name, "owner_pid": owner_pid,
+                  "owner_start": owner_start, "created": round(now, 3),
+                  "expires": round(now + ttl, 3) if ttl else None}
+        first = state.get("mode") is None
+        probe_result = None
+        if first:
+            status = self.entry_status()
+            state.update(mode=mode, prior={"present": status["present"], "enabled": status["enabled"]},
+                         adopted=None, opened_at=round(now, 3), entry_ino=status["ino"], native=None,
+                         probe=None, tier=None)
+            state["leases"][lease_id] = record
+            self._event(state, "opened", lease=lease_id, detail="%s window; prior %s" % (
+                mode, _describe_prior(state["prior"])))
+            self.save(state)                   # prior recorded before the entry is touched
+            self._apply(desired_enabled(mode))
+            if mode == "native":
+                probe_result = probe()
+                state["probe"] = _short_probe(probe_result)
+                if not probe_result.get("native"):
+                    del state["leases"][lease_id]
+                    self._restore(state, "probe_failed_rollback", lease=lease_id)
+                    why = probe_result.get("reason") or "native probe failed"
+                    if on_unsupported == "fail":
+                        self.save(state)
+                        raise WindowError("%s: no native armhf window: %s; the entry was put back (%s)"
+                                          % (self.entry, why, _describe_status(self.entry_status())))
+                    return self._admit(state, holder, "emulation", lease_id, ttl, owner_pid, owner_start,
+                                       on_unsupported, probe, before, reason=why)
+                state["native"] = True
+            else:
+                state["native"] = False
+        else:
+            state["leases"][lease_id] = record
+            self._event(state, "joined", lease=lease_id, detail="%s window" % mode)
+        self.save(state)
+        if not holder.send("commit %s" % mode) or holder.read_line(HOLDER_START_WAIT) != "ok":
+            holder.close_pipes()
+            self.recover(state)
+            self.save(state)
+            raise WindowError("the lease holder pid %d died before it was committed; the window was "
+                              "recovered" % holder.pid)
+        holder.close_pipes()
+        result = self._result(state, lease_id, changed=True, before=before)
+        result["first"] = first
+        result["reason"] = reason
+        result["probe"] = _short_probe(probe_result) if probe_result else None
+        return result
+
+    def _result(self, state, lease_id, changed, before=None):
+        record = state["leases"].get(lease_id) or {}
+        status = self.entry_status()
+        return {
+            "changed": changed, "lease_id": lease_id, "mode": record.get("mode"),
+            "native": bool(state.get("native")) if record.get("mode") == "native" else False,
+            "holders": len(state["leases"]), "first": False, "restored": False,
+            "prior_state": _prior_text(state.get("prior")), "reason": None,
+            "holder_pid": record.get("pid"), "expires": record.get("expires"),
+            "entry_present": status["present"], "entry_enabled": status["enabled"],
+            "before": before, "after": self.summary(state),
+        }
+
+    def _open_check(self, mode, lease_id, deadline):
+        """Check mode: predict, change nothing (no holder, no records, no toggle)."""
+        state = self.load() if os.path.exists(self.state_path) else empty_state(self.entry)
+        live = dict((k, v) for k, v in state["leases"].items() if self.lease_alive(v))
+        status = self.entry_status()
+        before = {"entry": self.entry, "entry_present": status["present"], "entry_enabled": status["enabled"],
+                  "window_mode": state.get("mode") if live else None, "holders": len(live),
+                  "prior_state": _prior_text(state.get("prior")) if live else None}
+        if lease_id in live:
+            rec = live[lease_id]
+            return {"changed": False, "lease_id": lease_id, "mode": rec["mode"],
+                    "native": bool(state.get("native")) and rec["mode"] == "native", "holders": len(live),
+                    "first": False, "restored": False, "prior_state": before["prior_state"],
+                    "reason": None, "holder_pid": rec["pid"], "expires": rec.get("expires"),
+                    "entry_present": status["present"], "entry_enabled": status["enabled"],
+                    "before": before, "after": before}
+        window = before["window_mode"]
+        first = window is None
+        native = None
+        reason = None
+        if mode == "native" and window == "native":
+            native = True
+        elif mode == "native" and window == "emulation":
+            reason = "check mode: emulation leases are open; a native open would wait"
+        elif mode == "native":
+            reason = "check mode: the native probe is not run (it needs the entry disabled)"
+        else:
+            native = False
+        after = dict(before)
+        after.update(window_mode=window or mode, holders=len(live) + 1)
+        if first and status["present"]:
+            after["entry_enabled"] = desired_enabled(mode)
+            after["prior_state"] = _prior_text({"present": True, "enabled": status["enabled"]})
+        elif first:
+            after["prior_state"] = "absent"
+        return {"changed": True, "lease_id": lease_id, "mode": mode, "native": native,
+                "holders": len(live) + 1, "first": first, "restored": False,
+                "prior_state": after["prior_state"], "reason": reason, "holder_pid": None, "expires": None,
+                "entry_present": status["present"], "entry_enabled": status["enabled"],
+                "before": before, "after": after}
+
+    # -- close -----------------------------------------------------------------
+    def close(self, lease_id, wait=30, check_mode=False):
+        validate_lease_id(lease_id)
+        deadline = time.time() + max(float(wait or 0), 0.0)
+        if not self.exists() or not os.path.exists(self.state_path):
+            state = empty_state(self.entry)
+            return self._closed_result(state, lease_id, None, False, False, self.summary(state))
+        if check_mode:
+            state = self.load()
+            before = self.summary(state)
+            rec = state["leases"].get(lease_id)
+            live = [k for k, v in state["leases"].items() if self.lease_alive(v)]
+            restored = rec is not None and not [k for k in live if k != lease_id] and state.get("prior") is not None
+            after = dict(before)
+            if rec is not None:
+                after["holders"] = len([k for k in live if k != lease_id])
+                if restored:
+                    target = restore_target(state)
+                    after.update(window_mode=None, prior_state=None)
+                    if target is not None and after["entry_present"]:
+                        after["entry_enabled"] = target
+            return self._closed_result(state, lease_id, rec, rec is not None, restored, before, after)
+        self.acquire(deadline)
+        try:
+            state = self.load()
+            before = self.summary(state)
+            record = state["leases"].get(lease_id)
+            recovered = False
+            if record is not None and not self.lease_alive(record):
+                # its holder is gone: this close ends it, recovery handles the rest
+                recovered = self.recover(state)
+                self.save(state)
+                return self._closed_result(state, lease_id, record, True, recovered, before)
+            recovered = self.recover(state)
+            if record is None:
+                if recovered:
+                    self.save(state)
+                return self._closed_result(state, lease_id, None, False, False, before)
+            record, restored = self._remove_lease(state, lease_id, "closed")
+            self.save(state)
+        finally:
+            self.release()
+        _stop_holder(record)
+        self._wait_lock_free(record, 5)
+        return self._closed_result(state, lease_id, record, True, restored, before)
+
+    def _wait_lock_free(self, record, timeout):
+        end = time.time() + timeout
+        while time.time() < end and pid_alive(record["pid"]) and _holds_lock(record["pid"]):
+            time.sleep(0.005)
+
+    def _closed_result(self, state, lease_id, record, changed, restored, before, after=None):
+        status = self.entry_status()
+        result = {"changed": changed, "lease_id": lease_id, "mode": record.get("mode") if record else None,
+                  "native": False, "holders": len(state["leases"]), "first": False, "restored": restored,
+                  "prior_state": (before or {}).get("prior_state") if restored else _prior_text(state.get("prior")),
+                  "reason": None, "holder_pid": record.get("pid") if record else None, "expires": None,
+                  "entry_present": status["present"], "entry_enabled": status["enabled"],
+                  "before": before, "after": after or self.summary(state)}
+        if record is None:
+            result["warning"] = ("lease %s is not open on %s (already closed, expired, or never opened); "
+                                 "nothing changed" % (lease_id, self.entry))
+        return result
+
+    # -- used by holders ---------------------------------------------------------
+    def end_lease(self, lease_id, why):
+        """A holder ends its own lease (ttl, owner gone, signal, opener gone)."""
+        self.acquire()
+        try:
+            state = self.load()
+            if lease_id in state["leases"]:
+                self._remove_lease(state, lease_id, why)
+                self.recover(state)
+                self.save(state)
+        finally:
+            self.release()
+
+    def reassert(self, lease_id, mode, held_ino):
+        """Under the mutex, put the entry back in ``mode``'s state if something
+        changed it. Returns (still_open, new entry inode or None)."""
+        self.acquire()
+        try:
+            state = self.load()
+            if lease_id not in state["leases"]:
+                return False, None
+            status = self.entry_status()
+            want = desired_enabled(state.get("mode") or mode)
+            changed = False
+            if status["present"] and status["ino"] != state.get("entry_ino"):
+                prior = state.get("prior") or {}
+                kind = "entry_recreated" if state.get("entry_ino") is not None else "entry_appeared"
+                if not prior.get("present") and state.get("adopted") is None:
+                    state["adopted"] = bool(status["enabled"])
+                state["entry_ino"] = status["ino"]
+                self._event(state, kind, lease=lease_id, detail="new inode %d, found %s" % (
+                    status["ino"], "enabled" if status["enabled"] else "disabled"))
+                changed = True
+            elif not status["present"] and state.get("entry_ino") is not None:
+                state["entry_ino"] = None
+                self._event(state, "entry_vanished", lease=lease_id)
+                changed = True
+            if status["present"] and status["enabled"] != want:
+                self._apply(want)
+                self._event(state, "reasserted", lease=lease_id, detail="entry was %s behind our back; %s again"
+                            % ("enabled" if status["enabled"] else "disabled",
+                               "enabled" if want else "disabled"))
+                changed = True
+            if changed:
+                self.save(state)
+            return True, status["ino"]
+        finally:
+            self.release()
+
+    # -- facts and repair (binfmt_info) -----------------------------------------
+    def facts(self, repair=False, check_mode=False):
+        """Window facts; with ``repair`` a stale window is restored (not in check mode).
+        Returns (facts, restored)."""
+        if not self.exists() or not os.path.exists(self.state_path):
+            state = empty_state(self.entry)
+            return self._facts(state, stale=False), False
+        restored = False
+        if repair and not check_mode:
+            self.acquire()
+            try:
+                state = self.load()
+                stale = state.get("prior") is not None and not any(
+                    self.lease_alive(r) for r in state["leases"].values())
+                restored = self.recover(state)
+                if restored or stale:
+                    self.save(state)
+            finally:
+                self.release()
+            return self._facts(state, stale=stale and not restored, restored=restored), restored
+        state = self.load()
+        alive = dict((k, self.lease_alive(v)) for k, v in state["leases"].items())
+        stale = state.get("prior") is not None and not any(alive.values())
+        return self._facts(state, stale=stale, alive=alive), False
+
+    def _facts(self, state, stale, alive=None, restored=False):
+        leases = []
+        for lease_id, rec in sorted(state["leases"].items()):
+            leases.append({"lease_id": lease_id, "mode": rec["mode"], "pid": rec["pid"],
+                           "owner_pid": rec.get("owner_pid"), "expires": rec.get("expires"),
+                           "created": rec.get("created"),
+                           "alive": alive[lease_id] if alive is not None else True})
+        return {"entry": self.entry, "records": self.dir, "mode": state.get("mode"),
+                "lease_count": len(leases), "leases": leases, "prior_state": _prior_text(state.get("prior")),
+                "native": state.get("native"), "stale": stale, "restored": restored,
+                "waiters": len(state.get("waiters") or {}), "events": list(state.get("events") or []),
+                "lock_holders": self.entry_lock_holders()}
+
+
+# ---------------------------------------------------------------------------
+# module-level helpers
+# ---------------------------------------------------------------------------
+
+def _holds_lock(pid):
+    try:
+        locks = parse_proc_locks(_read_text("/proc/locks"))
+    except (IOError, OSError):
+        return False
+    return any(lock["pid"] == pid for lock in locks)
+
+
+def _stop_holder(record):
+    """Tell a live holder its lease was closed for it (SIGUSR1: exit, touch nothing)."""
+    pid = record.get("pid")
+    if pid and pid_alive(pid):
+        try:
+            os.kill(pid, signal.SIGUSR1)
+        except OSError:
+            pass
+
+
+def _short_probe(result):
+    if not result:
+        return None
+    return {"native": bool(result.get("native")), "method": result.get("method"),
+            "command": result.get("command"), "rc": result.get("rc"),
+            "output": (result.get("output") or "")[-500:], "reason": result.get("reason")}
+
+
+def _prior_text(prior):
+    if prior is None:
+        return None
+    if not prior.get("present"):
+        return "absent"
+    return "enabled" if prior.get("enabled") else "disabled"
+
+
+def _describe_prior(prior):
+    return _prior_text(prior) or "none"
+
+
+def _describe_status(status):
+    if not status["present"]:
+        return "absent"
+    return "enabled" if status["enabled"] else "disabled"
+
+
+def window_facts(entry=DEFAULT_ENTRY, binfmt_misc=DEFAULT_BINFMT_MISC, run_dir=DEFAULT_RUN_DIR,
+                 repair=True, check_mode=False):
+    """For binfmt_info: (facts dict, restored bool). A stale window is restored
+    when ``repair`` and not ``check_mode``; check mode only reports it."""
+    try:
+        window = Window(entry, binfmt_misc, run_dir)
+    except WindowError as exc:
+        return {"entry": entry, "error": exc.message, "stale": False, "lease_count": 0, "leases": [],
+                "mode": None, "prior_state": None, "events": [], "lock_holders": [], "restored": False}, False
+    if not window.exists():
+        facts, restored = window._facts(empty_state(entry), stale=False), False
+        return facts, restored
+    return window.facts(repair=repair, check_mode=check_mode)

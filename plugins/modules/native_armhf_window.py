@@ -1,0 +1,297 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, nativearm.binfmt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: native_armhf_window
+short_description: Open and close a crash-safe native armhf window (qemu-arm disabled for its duration)
+version_added: 0.1.0
+description:
+  - While at least one V(native) lease is open on a host, the O(entry) (C(qemu-arm)) is disabled so the
+    kernel runs 32-bit ARM ELF itself (CONFIG_COMPAT on aarch64). When the last lease closes, the entry is
+    put back exactly as it was before the first lease (an admin's C(disabled) stays disabled).
+  - V(emulation) leases are anchors that need the entry enabled; while one is open no native window opens.
+    An emulation lease enables an admin-disabled entry for its duration.
+  - Each lease is held by a small detached holder process (own session, stdio on C(/dev/null)) that owns
+    the kernel locks, enforces O(ttl) and O(owner_pid), and re-asserts its mode's state within about
+    0.1 s when the entry is toggled or re-registered behind its back. The holder's code is copied into the
+    root-only O(run_dir), so it keeps running after the module's temporary files are deleted.
+  - Concurrent calls (Ansible forks, several builds on one host) are safe; see the notes for the protocol.
+  - The first native lease runs O(probe) with the entry disabled. If the probe fails the window is rolled
+    back (prior state restored) before anything else can see it, then O(on_unsupported) decides.
+author:
+  - nativearm.binfmt contributors
+options:
+  state:
+    description:
+      - V(open) opens a lease (or returns the lease O(lease_id) if it is already open, unchanged).
+      - V(closed) ends the lease O(lease_id); the last lease out restores the prior state.
+    type: str
+    choices: [open, closed]
+    required: true
+  mode:
+    description:
+      - V(native) needs the entry disabled; V(emulation) needs it enabled.
+    type: str
+    choices: [native, emulation]
+    default: native
+  entry:
+    description:
+      - The binfmt_misc entry that routes 32-bit ARM ELF to qemu.
+    type: str
+    default: qemu-arm
+  lease_id:
+    description:
+      - Name of the lease. Generated on open when omitted (returned as RV(lease_id)); required to close.
+      - Letters, digits, C(_), C(.), C(@), C(-); at most 64 characters.
+    type: str
+  ttl:
+    description:
+      - Seconds after which the lease closes itself (and restores the entry if it is the last), even if
+        the controller died and no C(always:) ran. Unlimited when omitted.
+    type: int
+  owner_pid:
+    description:
+      - The lease closes itself when this process ends (pid and start time are checked, so pid reuse does
+        not keep it open). The pid as seen on the managed host.
+    type: int
+  wait:
+    description:
+      - Seconds to wait for the other mode to drain (or for a foreign exclusive lock on the entry), then
+        fail naming every holder, or fall back per O(on_unsupported).
+    type: int
+    default: 30
+  on_unsupported:
+    description:
+      - When a native window cannot be had (the probe fails, or emulation leases still hold the entry
+        after O(wait)), V(emulate) opens an emulation lease instead and says why in RV(reason);
+        V(fail) fails with the reason and the holders.
+    type: str
+    choices: [emulate, fail]
+    default: emulate
+  probe:
+    description:
+      - The command that must run natively (argv list, or a string split like a shell would, never run by
+        a shell). Default, the armhf dynamic loader from gcc-arm-linux-gnueabihf,
+        C(/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3 --help).
+    type: raw
+  binfmt_misc:
+    description:
+      - Where binfmt_misc is mounted.
+    type: path
+    default: /proc/sys/fs/binfmt_misc
+  run_dir:
+    description:
+      - Root-only directory (0700, files 0600) for lease records and the prior state, kept apart per
+        binfmt_misc instance (st_dev of the mount plus its user namespace). Keep it on a tmpfs such as
+        C(/run) so it is cleared by a reboot together with the kernel's binfmt_misc state.
+    type: path
+    default: /run/nativearm-binfmt
+notes:
+  - "Invariants, at every instant: I1 while any native lease is open the entry is disabled; I2 while any
+    emulation lease is open it is enabled; I3 when the last lease ends (closed, ttl, owner_pid, or its
+    holder killed and a later caller recovered) the entry is in its prior state."
+  - "Protocol: every transition happens under a mutex, an flock(2) on a file in O(run_dir) that only root
+    can open (bounded wait; a timeout names the pids holding it). The records (window mode, prior state,
+    leases, waiters, events) are replaced atomically in the same critical section as the entry write
+    they justify. The first lease records the prior state before it touches the entry."
+  - "A lease is live while its holder holds LOCK_EX on its own lease lock file; the kernel drops that lock
+    when the holder dies (SIGKILL, OOM). A window whose leases are all dead is stale: the next open,
+    close, or M(nativearm.binfmt.binfmt_info) restores the prior state."
+  - "No flock conversion is ever relied on (LOCK_EX to LOCK_SH is not atomic on Linux). Holders keep
+    LOCK_SH on the entry file so /proc/locks shows who uses it; a foreign LOCK_SH never blocks, a foreign
+    LOCK_EX delays an open by at most O(wait), then the error names each holder's pid and command line."
+  - "Fairness: once an opener of the other mode waits, new joiners of the current mode queue behind it,
+    so neither mode starves."
+  - "qemu-arm absent: nothing is disabled, the probe still runs and RV(tier) is reported; a registration
+    that appears mid-window is put in the window's mode by the holders and, at the end, left as its
+    registrant made it."
+  - "RV(tier) (after Armbian PR 117): V(native_probe) the native probe succeeded; otherwise emulation is
+    used and V(packaged_descriptor) says the entry is registered and a descriptor exists,
+    V(registered_entry) registered without a descriptor, V(qemu_fallback) nothing registered (qemu
+    must be registered, see the build_host role)."
+attributes:
+  check_mode:
+    support: full
+    details: Reports what would happen; no holder is started, no record written, the entry untouched.
+      The native probe is not run (it needs the entry disabled), so RV(native) may be null.
+  diff_mode:
+    support: full
+    details: The entry's state, the window mode and the number of holders before and after.
+  platform:
+    platforms: posix
+    details: Linux with binfmt_misc; run as root.
+"""
+
+EXAMPLES = r"""
+- name: Open a native armhf window for one hour at most, tied to this play's lifetime
+  nativearm.binfmt.native_armhf_window:
+    state: open
+    ttl: 3600
+  register: window
+
+- name: Build
+  ansible.builtin.command: make -C /src ARCH=armhf
+  changed_when: true
+
+- name: Close the window (the last lease out restores qemu-arm)
+  nativearm.binfmt.native_armhf_window:
+    state: closed
+    lease_id: "{{ window.lease_id }}"
+
+- name: Hold qemu-arm enabled while an emulation-only job runs
+  nativearm.binfmt.native_armhf_window:
+    state: open
+    mode: emulation
+    lease_id: qemu-only-job
+    wait: 120
+"""
+
+RETURN = r"""
+lease_id:
+  description: The lease (generated when not given).
+  returned: always
+  type: str
+  sample: 3d37f91e36a54bb5
+mode:
+  description: The effective mode of the lease (V(emulation) after a fallback).
+  returned: always
+  type: str
+  sample: native
+native:
+  description: True when 32-bit ARM now runs natively under this lease. Null in check mode when unknown.
+  returned: always
+  type: bool
+  sample: true
+holders:
+  description: Open leases of either mode after the call.
+  returned: always
+  type: int
+  sample: 1
+first:
+  description: This call opened the window (recorded the prior state), even if the entry was already disabled.
+  returned: always
+  type: bool
+restored:
+  description: This close put the entry back in its prior state.
+  returned: always
+  type: bool
+prior_state:
+  description: The entry's state before the window (V(enabled), V(disabled), V(absent)); null when no window.
+  returned: always
+  type: str
+  sample: enabled
+tier:
+  description: Which detection path decided (V(packaged_descriptor), V(registered_entry), V(native_probe), V(qemu_fallback)).
+  returned: when state is open
+  type: str
+  sample: native_probe
+reason:
+  description: Why the lease is not native (probe failure, emulation leases held past O(wait)); null otherwise.
+  returned: always
+  type: str
+holder_pid:
+  description: Pid of the detached holder process of the lease.
+  returned: always
+  type: int
+expires:
+  description: Epoch time at which the lease closes itself (O(ttl)); null without a ttl.
+  returned: always
+  type: float
+probe:
+  description: The probe result {native, method, command, rc, output, reason} when this call ran it.
+  returned: when the probe ran
+  type: dict
+entry_present:
+  description: Whether the entry is registered after the call.
+  returned: always
+  type: bool
+entry_enabled:
+  description: The entry's enabled state after the call (null when absent).
+  returned: always
+  type: bool
+"""
+
+import shlex
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.nativearm.binfmt.plugins.module_utils import window
+# Imported so that AnsiballZ ships it: window copies its source into run_dir for the holders.
+from ansible_collections.nativearm.binfmt.plugins.module_utils import _holder  # noqa: F401 pylint: disable=unused-import
+from ansible_collections.nativearm.binfmt.plugins.module_utils.descriptors import find_descriptor
+from ansible_collections.nativearm.binfmt.plugins.module_utils.probe import direct_probe
+
+
+def build_module():
+    return AnsibleModule(
+        argument_spec=dict(
+            state=dict(type="str", required=True, choices=["open", "closed"]),
+            mode=dict(type="str", default="native", choices=list(window.MODES)),
+            entry=dict(type="str", default=window.DEFAULT_ENTRY),
+            lease_id=dict(type="str"),
+            ttl=dict(type="int"),
+            owner_pid=dict(type="int"),
+            wait=dict(type="int", default=30),
+            on_unsupported=dict(type="str", default="emulate", choices=["emulate", "fail"]),
+            probe=dict(type="raw"),
+            binfmt_misc=dict(type="path", default=window.DEFAULT_BINFMT_MISC),
+            run_dir=dict(type="path", default=window.DEFAULT_RUN_DIR),
+        ),
+        required_if=[("state", "closed", ["lease_id"])],
+        supports_check_mode=True,
+    )
+
+
+def probe_argv(value):
+    """The probe option as an argv list (a string is split, never run by a shell)."""
+    if value is None or value == "" or value == []:
+        return list(window.DEFAULT_PROBE)
+    if isinstance(value, str):
+        argv = shlex.split(value)
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float)) for v in value):
+        argv = [str(v) for v in value]
+    else:
+        raise window.WindowError("probe: must be an argv list or a command string, got %r" % (value,))
+    if not argv:
+        raise window.WindowError("probe: the command is empty")
+    return argv
+
+
+def run(module):
+    p = module.params
+    if p["wait"] < 0:
+        raise window.WindowError("wait: must be 0 or more seconds, got %d" % p["wait"])
+    win = window.Window(p["entry"], p["binfmt_misc"], p["run_dir"])
+    if p["state"] == "closed":
+        return win.close(p["lease_id"], wait=p["wait"], check_mode=module.check_mode)
+    argv = probe_argv(p["probe"])
+    result = win.open(mode=p["mode"], lease_id=p["lease_id"], ttl=p["ttl"], owner_pid=p["owner_pid"],
+                      wait=p["wait"], on_unsupported=p["on_unsupported"],
+                      probe=lambda: direct_probe(argv), check_mode=module.check_mode)
+    descriptor = bool(find_descriptor(p["entry"], dpkg_query=None))
+    result["tier"] = window.decide_tier(result.get("native"), result.get("entry_present"), descriptor)
+    return result
+
+
+def main():
+    module = build_module()
+    try:
+        result = run(module)
+    except window.WindowError as exc:
+        module.fail_json(msg=exc.message, lock_holders=exc.holders)
+    before, after = result.pop("before", None), result.pop("after", None)
+    warning = result.pop("warning", None)
+    if warning:
+        module.warn(warning)
+    if module._diff and result["changed"]:
+        result["diff"] = {"before": before, "after": after}
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
