@@ -26,6 +26,7 @@ from ansible_collections.nativearm.binfmt.plugins.module_utils.binfmt_misc impor
     BINPRM_BUF_SIZE, BinfmtError, escape_hex, make_definition, render_register)
 
 BINFMTS_DIR = "/usr/share/binfmts"
+BINFMTS_ADMIN_DIR = "/var/lib/binfmts"
 # systemd's search path for binfmt.d, highest precedence first.
 BINFMT_D_DIRS = ("/etc/binfmt.d", "/run/binfmt.d", "/usr/local/lib/binfmt.d", "/usr/lib/binfmt.d")
 
@@ -110,6 +111,30 @@ def binfmt_support_to_definition(fields, name, buf_size=BINPRM_BUF_SIZE):
     return make_definition(name, fields.get("interpreter"), magic=_hex_or_none(fields["magic"]),
                            mask=_hex_or_none(fields.get("mask")), offset=int(offset),
                            flags=flags, buf_size=buf_size)
+
+
+# update-binfmts' database (/var/lib/binfmts/NAME) holds one value per line, in this order.
+_DATABASE_LINES = ("package", "type", "offset", "magic", "mask", "interpreter",
+                   "detector", "credentials", "preserve", "fix_binary")
+
+
+def parse_binfmt_support_db(text):
+    """An update-binfmts database file as format-file fields (for binfmt_support_to_definition).
+
+    The last four lines (detector onwards) are optional, as update-binfmts
+    reads them; for an extension format the magic line holds the extension.
+    """
+    values = [line.rstrip() for line in text.splitlines()]
+    if len(values) < 6:
+        raise BinfmtError("database", "%d lines; an update-binfmts database entry has at least 6 "
+                                      "(package, type, offset, magic, mask, interpreter)" % len(values))
+    fields = dict(zip(_DATABASE_LINES, values + [""] * len(_DATABASE_LINES)))
+    kind = fields.pop("type")
+    if kind == "extension":
+        fields["extension"] = fields.pop("magic")
+    elif kind != "magic":
+        raise BinfmtError("type", "%r must be 'magic' or 'extension'" % kind)
+    return fields
 
 
 def check_binfmt_support_expressible(definition):
@@ -220,8 +245,8 @@ def parse_binfmt_d(text, buf_size=BINPRM_BUF_SIZE):
             continue
         record = {"line": number, "name": None, "definition": None, "error": None}
         try:
-            record["definition"] = parse_register_line(line, buf_size)
-            record["name"] = record["definition"]["name"]
+            definition = parse_register_line(line, buf_size)
+            record.update(definition=definition, name=definition["name"])
         except BinfmtError as exc:
             record["error"] = str(exc)
             parts = line[1:].split(line[0])
@@ -301,7 +326,7 @@ def dpkg_owners(paths, dpkg_query="dpkg-query", timeout=60):
     try:
         proc = subprocess.run([dpkg_query, "-S"] + [_glob_escape(p) for p in paths],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                              universal_newlines=True, timeout=timeout)
+                              universal_newlines=True, timeout=timeout, check=False)
     except (OSError, subprocess.SubprocessError):
         return {}
     return parse_dpkg_search(proc.stdout, paths)
@@ -321,29 +346,33 @@ def _read_text(path):
         return f.read().decode("utf-8", "replace")
 
 
-def read_binfmt_support_dir(binfmts_dir=BINFMTS_DIR):
-    """A record per file in the binfmt-support import directory (no dpkg lookup).
+def read_binfmt_support_dir(binfmts_dir=BINFMTS_DIR, database=False):
+    """A record per file in a binfmt-support directory (no dpkg lookup).
 
-    Record keys: path, format, name, definition, package_field, package, managed,
-    effective, error. ``package`` is the package line unless it is the admin
-    marker ':' or this collection's own.
+    The import directory by default; with ``database`` the records of
+    update-binfmts' own database (/var/lib/binfmts: what it has installed,
+    and what it checks for shared magic), format "binfmt-support-db".
+    Record keys: path, format, name, definition, package_field, package,
+    managed, effective, error. ``package`` is the package line unless it is the
+    admin marker ':' or this collection's own.
     """
     try:
         names = sorted(os.listdir(binfmts_dir))
     except OSError:
         return []
     paths = [os.path.join(binfmts_dir, name) for name in names]
-    return [binfmt_support_record(path) for path in paths if os.path.isfile(path)]
+    return [binfmt_support_record(path, database) for path in paths if os.path.isfile(path)]
 
 
-def binfmt_support_record(path):
+def binfmt_support_record(path, database=False):
     """The record of one binfmt-support file (see read_binfmt_support_dir)."""
     name = os.path.basename(path)
-    record = {"path": path, "format": "binfmt-support", "name": name, "definition": None,
-              "package_field": None, "package": None, "managed": False, "effective": True,
-              "error": None}
+    record = {"path": path, "format": "binfmt-support-db" if database else "binfmt-support",
+              "name": name, "definition": None, "package_field": None, "package": None,
+              "managed": False, "effective": True, "error": None}
     try:
-        fields = parse_binfmt_support(_read_text(path))
+        text = _read_text(path)
+        fields = parse_binfmt_support_db(text) if database else parse_binfmt_support(text)
         record["package_field"] = fields.get("package")
         record["managed"] = fields.get("package") == OWN_PACKAGE
         if fields.get("package") not in (None, "", ADMIN_PACKAGE, OWN_PACKAGE):

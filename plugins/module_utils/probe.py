@@ -88,7 +88,7 @@ def _not_arm_reason(machine):
 
 
 def interpret(method, command, rc=None, output="", exec_errno=None, timed_out=False,
-              timeout=None, machine="aarch64", page_size=4096):
+              timeout=None, machine="aarch64", page_size=4096, release=None):
     """What a probe run says about native armhf: a result dict.
 
     ``rc`` is the exit status as subprocess gives it (negative: killed by that
@@ -103,8 +103,9 @@ def interpret(method, command, rc=None, output="", exec_errno=None, timed_out=Fa
     if method == "namespace" and (rc == MOUNT_REFUSED_RC and MOUNT_REFUSED_MARK in text
                                   or rc == 1 and text.startswith("unshare:")):
         result["available"] = False
-        result["reason"] = ("the namespace method is unavailable: this kernel refuses a private "
-                            "binfmt_misc in a user namespace (needs Linux >= 6.7): %s" % text)
+        result["reason"] = ("the namespace method is unavailable: a private binfmt_misc could not be had "
+                            "in a new user namespace (that needs Linux >= 6.7%s): %s"
+                            % ("; this kernel is %s" % release if release else "", text))
         return result
     enoexec = exec_errno == errno.ENOEXEC or (rc == 126 and "Exec format error" in text)
     if exec_errno == errno.ENOENT or (rc == 127 and not enoexec and "not found" in text):
@@ -142,10 +143,10 @@ def _run(method, command, timeout, facts, probe_kind):
     env = dict(os.environ, LC_ALL="C")
     try:
         proc = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, timeout=timeout, env=env)
+                              stderr=subprocess.STDOUT, timeout=timeout, env=env, check=False)
         result = interpret(method, command, rc=proc.returncode,
-                           output=proc.stdout.decode("utf-8", "replace"),
-                           machine=facts["machine"], page_size=facts["page_size"])
+                           output=proc.stdout.decode("utf-8", "replace"), machine=facts["machine"],
+                           page_size=facts["page_size"], release=facts.get("release"))
     except subprocess.TimeoutExpired as exc:
         result = interpret(method, command, output=(exc.output or b"").decode("utf-8", "replace"),
                            timed_out=True, timeout=timeout)

@@ -335,3 +335,43 @@ def test_scan_this_machine():
     assert all(r["package"] == "qemu-user-static" and r["dpkg_package"] == "qemu-user-static" for r in arm)
     assert all(r["definition"]["magic"] == ARM_MAGIC for r in arm)
     assert [r for r in records if r["error"]] == []
+
+
+# -- update-binfmts' database (/var/lib/binfmts) ------------------------------------------------
+
+QEMU_ARM_DB = ("qemu-user-static\nmagic\n0\n" + QEMU_ARM.splitlines()[2][len("magic "):] + "\n"
+               + QEMU_ARM.splitlines()[4][len("mask "):] + "\n/usr/libexec/qemu-binfmt/arm-binfmt-P\n\nno\nyes\nyes\n")
+
+
+def test_parse_binfmt_support_db_matches_the_format_file():
+    fields = ds.parse_binfmt_support_db(QEMU_ARM_DB)
+    assert ds.binfmt_support_to_definition(fields, "qemu-arm") == \
+        ds.binfmt_support_to_definition(ds.parse_binfmt_support(QEMU_ARM), "qemu-arm")
+
+
+def test_parse_binfmt_support_db_extension_and_short_entries():
+    fields = ds.parse_binfmt_support_db("openjdk\nextension\n0\njar\n\n/usr/bin/jexec\n")
+    d = ds.binfmt_support_to_definition(fields, "jar")
+    assert (d["type"], d["extension"], d["flags"]) == ("extension", "jar", "")
+    with pytest.raises(BinfmtError) as err:
+        ds.parse_binfmt_support_db("p\nmagic\n0\n")
+    assert err.value.field == "database"
+    with pytest.raises(BinfmtError) as err:
+        ds.parse_binfmt_support_db("p\nweird\n0\nBC\n\n/bin/x\n")
+    assert err.value.field == "type"
+
+
+def test_database_records_count_for_shared_magic(tmp_path):
+    admin = str(tmp_path / "admin")
+    write(os.path.join(admin, "qemu-arm-other"), QEMU_ARM_DB)
+    records = ds.read_binfmt_support_dir(admin, database=True)
+    assert records[0]["format"] == "binfmt-support-db" and records[0]["package"] == "qemu-user-static"
+    assert ds.shared_magic_conflicts(definition(), records) == ["qemu-arm-other"]
+
+
+def test_this_machines_database_agrees_with_its_format_files():
+    db = dict((r["name"], r) for r in ds.read_binfmt_support_dir(ds.BINFMTS_ADMIN_DIR, database=True))
+    files = dict((r["name"], r) for r in ds.read_binfmt_support_dir())
+    assert "qemu-arm" in db and [r for r in db.values() if r["error"]] == []
+    for name in set(db) & set(files):
+        assert db[name]["definition"] == files[name]["definition"], name

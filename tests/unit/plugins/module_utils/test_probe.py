@@ -94,6 +94,7 @@ def test_other_page_sizes_elsewhere_do_not_matter():
 def test_namespace_unavailable_is_not_a_verdict(kw):
     r = interpret(**kw)
     assert r["native"] is None and r["available"] is False and "6.7" in r["reason"]
+    assert "5.15.0" in interpret(release="5.15.0", **kw)["reason"]
 
 
 def test_a_probe_that_itself_exits_125_is_a_failure_not_unavailability():
