@@ -7,7 +7,11 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from ansible_env import collections_path  # noqa: E402
 from sandbox.instance import Instance  # noqa: E402
+
+# Tests import the collection as ansible_collections.nativearm.binfmt.
+sys.path.insert(0, collections_path())
 
 GLOBAL = "/proc/sys/fs/binfmt_misc"
 

@@ -173,6 +173,8 @@ def validate_name(name):
         raise BinfmtError("name", "%r is not allowed by the kernel; pick a name such as 'qemu-arm'" % name)
     if "/" in name or "\n" in name or "\0" in name:
         raise BinfmtError("name", "%r contains '/', a newline or NUL, which the kernel refuses" % name)
+    if len(name.encode("utf-8")) > 255:
+        raise BinfmtError("name", "is %d bytes; the kernel's limit for a file name is 255" % len(name.encode("utf-8")))
     if name in CONTROL_FILES:
         raise BinfmtError("name", "%r is a binfmt_misc control file, not an entry name" % name)
     return name
