@@ -156,9 +156,6 @@ def main(argv):
     _write(st, "ok")
     for fd in (ctl, st):
         os.close(fd)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
 
     state = window.load()
     record = state["leases"].get(lease_id) or {}

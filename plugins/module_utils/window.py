@@ -306,6 +306,9 @@ def lock_holders_of(path, locks_file="/proc/locks"):
         if lock["dev"] == dev and lock["ino"] == st.st_ino:
             out.append({"pid": lock["pid"], "kind": lock["kind"], "access": lock["access"],
                         "blocked": lock["blocked"], "cmdline": proc_cmdline(lock["pid"])})
+            if out[-1]["cmdline"] == "?":
+                out[-1]["cmdline"] = "(pid %d has exited; a child that inherited its descriptor still holds " \
+                                     "the lock)" % lock["pid"]
     return out
 
 

@@ -1,0 +1,518 @@
+"""The native armhf window protocol (window.py + detached holders) on the real kernel.
+
+Every test drives a private binfmt_misc instance (see tests/sandbox) from this
+process through ``inst.path`` and a temporary run dir; holders are real
+detached processes taking real flock(2) locks. The module-level path (Ansible,
+AnsiballZ, holder surviving the module) is in test_window_module.py.
+"""
+import os
+import signal
+import stat
+import subprocess
+import threading
+import time
+
+import pytest
+
+from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
+from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
+
+from window_support import ENTRY, Host, gone, register_qemu_arm, true_probe, wait_for
+
+
+@pytest.fixture
+def host(instance, tmp_path):
+    h = Host(instance, tmp_path / "run")
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def bare(instance, tmp_path):
+    """An instance without qemu-arm registered."""
+    h = Host(instance, tmp_path / "run", registered=False)
+    yield h
+    h.close()
+
+
+def open_native(host, **kw):
+    kw.setdefault("probe", true_probe)
+    kw.setdefault("ttl", 120)
+    return host.window().open("native", **kw)
+
+
+def open_emulation(host, **kw):
+    kw.setdefault("ttl", 120)
+    return host.window().open("emulation", **kw)
+
+
+# ---------------------------------------------------------------------------
+# the basic cycle
+# ---------------------------------------------------------------------------
+
+def test_native_window_disables_and_last_out_restores(host):
+    assert host.entry() == "enabled"
+    a = open_native(host)
+    assert a["changed"] and a["first"] and a["native"] and a["mode"] == "native"
+    assert a["holders"] == 1 and a["prior_state"] == "enabled"
+    assert host.entry() == "disabled"
+    b = open_native(host)
+    assert b["changed"] and not b["first"] and b["native"] and b["holders"] == 2
+    # both holders hold LOCK_SH on the entry; /proc/locks names them
+    locks = host.facts()["lock_holders"]
+    assert set(h["pid"] for h in locks) == {a["holder_pid"], b["holder_pid"]}
+    assert all(h["access"] == "READ" and "nativearm-window-holder" in h["cmdline"] for h in locks)
+    c = host.window().close(a["lease_id"])
+    assert c["changed"] and not c["restored"] and c["holders"] == 1
+    assert host.entry() == "disabled"          # I1: b is still open
+    wait_for(lambda: gone(a["holder_pid"]))
+    d = host.window().close(b["lease_id"])
+    assert d["changed"] and d["restored"] and d["holders"] == 0 and d["prior_state"] == "enabled"
+    assert host.entry() == "enabled"           # I3
+    wait_for(lambda: gone(b["holder_pid"]))
+    assert host.facts()["lock_holders"] == []
+    assert host.facts()["lease_count"] == 0 and host.facts()["prior_state"] is None
+
+
+def test_holder_is_detached_with_stdio_on_devnull(host):
+    a = open_native(host)
+    pid = a["holder_pid"]
+    assert os.getsid(pid) == pid                    # its own session
+    for fd in (0, 1, 2):
+        assert os.readlink("/proc/%d/fd/%d" % (pid, fd)) == "/dev/null"
+    others = sorted(os.readlink("/proc/%d/fd/%s" % (pid, fd)) for fd in os.listdir("/proc/%d/fd" % pid)
+                    if int(fd) > 2)
+    # exactly its lease lock and the entry: no pipe, no inherited descriptor
+    assert len(others) == 2, others
+    assert any(p.endswith(ENTRY) for p in others) and any(".lock" in p for p in others)
+    cmd = W.proc_cmdline(pid)
+    assert os.path.join(host.run_dir, "code") in cmd and "_holder.py" in cmd
+    host.window().close(a["lease_id"])
+
+
+def test_run_dir_is_root_only_and_per_instance(host, instance, tmp_path):
+    open_native(host)
+    run = host.run_dir
+    assert stat.S_IMODE(os.stat(run).st_mode) == 0o700
+    inst_dir = host.window().dir
+    assert os.path.dirname(inst_dir) == run
+    assert stat.S_IMODE(os.stat(inst_dir).st_mode) == 0o700
+    for name in os.listdir(inst_dir):
+        assert stat.S_IMODE(os.lstat(os.path.join(inst_dir, name)).st_mode) == 0o600, name
+    # a second instance sharing the run dir sees none of the first one's records
+    from sandbox.instance import Instance
+    with Instance() as other:
+        register_qemu_arm(other.path)
+        w2 = W.Window(ENTRY, other.path, run)
+        assert w2.dir != inst_dir
+        assert W.instance_key(other.path) != W.instance_key(instance.path)
+        assert w2.facts()[0]["lease_count"] == 0
+        assert bm.read_entry(ENTRY, other.path)["enabled"] is True
+        b = w2.open("native", probe=true_probe, ttl=60)
+        assert b["first"]                      # its own window, not a joiner of the other's
+        w2.close(b["lease_id"])
+    assert host.facts()["lease_count"] == 1
+
+
+def test_run_dir_owned_by_someone_else_is_refused(instance, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    os.chown(str(run), 65534, 65534)
+    with pytest.raises(W.WindowError, match="run_dir"):
+        W.Window(ENTRY, instance.path, str(run)).open("native", probe=true_probe)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path)
+    with pytest.raises(W.WindowError, match="symlink"):
+        W.Window(ENTRY, instance.path, str(link)).open("native", probe=true_probe)
+
+
+# ---------------------------------------------------------------------------
+# prior state, probe failure, absent entry
+# ---------------------------------------------------------------------------
+
+def test_admin_disabled_prior_state_is_kept(instance, tmp_path):
+    host = Host(instance, tmp_path / "run", enabled=False)
+    try:
+        a = open_native(host)
+        assert a["first"] and a["prior_state"] == "disabled" and host.entry() == "disabled"
+        assert host.window().close(a["lease_id"])["restored"]
+        assert host.entry() == "disabled"
+        # an emulation lease enables it for its duration, then the admin's disabled comes back
+        e = open_emulation(host)
+        assert e["first"] and e["prior_state"] == "disabled" and host.entry() == "enabled"
+        assert host.window().close(e["lease_id"])["restored"]
+        assert host.entry() == "disabled"
+    finally:
+        host.close()
+
+
+def test_probe_failure_rolls_back_then_emulates(host):
+    before = host.inst.snapshot()
+    seen = []
+
+    def probe():                      # the real armhf probe, with a look at the entry while it runs
+        seen.append(host.entry())
+        return W.run_probe(W.DEFAULT_PROBE)
+    r = host.window().open("native", probe=probe, ttl=60)
+    assert seen == ["disabled"]       # the probe ran with qemu-arm disabled
+    assert r["changed"] and r["mode"] == "emulation" and r["native"] is False
+    assert r["first"] and r["holders"] == 1
+    assert "Exec format error" in r["reason"]
+    assert host.entry() == "enabled"  # I2 for the fallback lease
+    events = [e["event"] for e in host.facts()["events"]]
+    assert events[-3:] == ["opened", "probe_failed_rollback", "opened"]
+    host.window().close(r["lease_id"])
+    assert host.inst.snapshot() == before
+
+
+def test_probe_failure_with_on_unsupported_fail(instance, tmp_path):
+    host = Host(instance, tmp_path / "run", enabled=False)
+    try:
+        before = instance.snapshot()
+        with pytest.raises(W.WindowError) as err:
+            host.window().open("native", on_unsupported="fail", ttl=60)
+        assert "Exec format error" in err.value.message and "put back" in err.value.message
+        assert instance.snapshot() == before
+        facts = host.facts()
+        assert facts["lease_count"] == 0 and facts["prior_state"] is None and not facts["stale"]
+        wait_for(lambda: facts["lock_holders"] == [] and host.facts()["lock_holders"] == [])
+    finally:
+        host.close()
+
+
+def test_qemu_arm_absent_is_a_coordinated_noop(bare):
+    assert bare.entry() == "absent"
+    r = open_native(bare)
+    assert r["native"] and r["first"] and r["prior_state"] == "absent" and not r["entry_present"]
+    # a registration appearing mid-window is put in the window's mode (I1) ...
+    register_qemu_arm(bare.path)
+    wait_for(lambda: bare.entry() == "disabled", timeout=2)
+    assert "entry_appeared" in [e["event"] for e in bare.facts()["events"]]
+    # ... and the holder moved its shared lock onto it
+    wait_for(lambda: [h["pid"] for h in bare.facts()["lock_holders"]] == [r["holder_pid"]])
+    c = bare.window().close(r["lease_id"])
+    assert c["restored"]
+    assert bare.entry() == "enabled"          # as its registrant made it
+
+
+def test_qemu_arm_absent_and_real_probe_falls_back(bare):
+    r = bare.window().open("native", ttl=60)
+    assert r["mode"] == "emulation" and r["native"] is False and not r["entry_present"]
+    assert W.decide_tier(r["native"], r["entry_present"], False) == "qemu_fallback"
+    bare.window().close(r["lease_id"])
+    assert bare.entry() == "absent"
+
+
+# ---------------------------------------------------------------------------
+# idempotence, check mode
+# ---------------------------------------------------------------------------
+
+def test_open_with_an_open_lease_id_is_unchanged(host):
+    a = open_native(host, lease_id="build-1")
+    snap = host.inst.snapshot()
+    b = open_native(host, lease_id="build-1")
+    assert not b["changed"] and b["lease_id"] == "build-1" and b["holder_pid"] == a["holder_pid"]
+    assert b["holders"] == 1 and not b["first"]
+    assert host.inst.snapshot() == snap
+    assert host.facts()["lease_count"] == 1
+
+
+def test_close_of_a_lease_that_is_not_open(host):
+    a = open_native(host)
+    snap = host.inst.snapshot()
+    r = host.window().close("never-opened")
+    assert not r["changed"] and "not open" in r["warning"] and r["holders"] == 1
+    assert host.inst.snapshot() == snap
+    host.window().close(a["lease_id"])
+    again = host.window().close(a["lease_id"])
+    assert not again["changed"] and again["warning"]
+
+
+def test_check_mode_changes_nothing(host):
+    snap = host.inst.snapshot()
+    r = host.window().open("native", probe=true_probe, check_mode=True)
+    assert r["changed"] and r["first"] and r["native"] is None
+    assert r["after"]["entry_enabled"] is False and r["before"]["entry_enabled"] is True
+    assert host.inst.snapshot() == snap
+    assert not os.path.exists(host.window().state_path)
+    a = open_native(host)
+    c = host.window().close(a["lease_id"], check_mode=True)
+    assert c["changed"] and c["restored"] and host.entry() == "disabled"
+    assert host.facts()["lease_count"] == 1
+
+
+def test_bad_lease_id_names_the_field(host):
+    snap = host.inst.snapshot()
+    with pytest.raises(W.WindowError, match="lease_id"):
+        open_native(host, lease_id="../etc")
+    assert host.inst.snapshot() == snap
+
+
+# ---------------------------------------------------------------------------
+# conflicts and fairness
+# ---------------------------------------------------------------------------
+
+def test_emulation_waits_then_fails_naming_native_holders(host):
+    a = open_native(host, lease_id="nat-1")
+    t0 = time.time()
+    with pytest.raises(W.WindowError) as err:
+        open_emulation(host, wait=1)
+    assert 1 <= time.time() - t0 < 5
+    msg = err.value.message
+    assert "nat-1" in msg and "pid %d" % a["holder_pid"] in msg and "nativearm-window-holder" in msg
+    assert host.entry() == "disabled" and host.facts()["lease_count"] == 1
+    assert host.facts()["waiters"] == 0
+
+
+def test_native_blocked_by_emulation_falls_back_or_fails(host):
+    e = open_emulation(host, lease_id="emu-1")
+    with pytest.raises(W.WindowError) as err:
+        open_native(host, wait=1, on_unsupported="fail")
+    assert "emu-1" in err.value.message
+    r = open_native(host, wait=1)
+    assert r["mode"] == "emulation" and r["native"] is False and "emu-1" in r["reason"]
+    assert r["holders"] == 2 and host.entry() == "enabled"
+    host.window().close(e["lease_id"])
+    host.window().close(r["lease_id"])
+    assert host.entry() == "enabled"
+
+
+def test_waiting_opener_gets_in_when_the_other_mode_drains(host):
+    a = open_native(host)
+    out = {}
+
+    def opener():
+        out["r"] = open_emulation(host, wait=20)
+    t = threading.Thread(target=opener)
+    t.start()
+    wait_for(lambda: host.facts()["waiters"] == 1)
+    # fairness: a new native joiner queues behind the waiting emulation opener
+    with pytest.raises(W.WindowError, match="earlier waiters"):
+        open_native(host, wait=0.5, on_unsupported="fail")
+    assert host.facts()["lease_count"] == 1
+    host.window().close(a["lease_id"])
+    t.join(20)
+    assert out["r"]["mode"] == "emulation" and out["r"]["first"]
+    assert host.entry() == "enabled"
+
+
+FAIR_LOAD = r"""
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
+w = W.Window("qemu-arm", sys.argv[2], sys.argv[3])
+end = time.time() + float(sys.argv[4])
+n = 0
+while time.time() < end:
+    try:
+        r = w.open("native", probe=lambda: W.run_probe(["/bin/true"]), wait=30, ttl=60,
+                   on_unsupported="fail")
+    except W.WindowError:
+        continue
+    time.sleep(0.3)
+    w.close(r["lease_id"])
+    n += 1
+print(n)
+"""
+
+
+def test_no_starvation_under_native_load(host):
+    """Overlapping native leases keep the window open forever; an emulation
+    opener still gets in, because new native joiners queue behind it."""
+    from ansible_env import collections_path
+    workers = [subprocess.Popen([W.sys.executable, "-c", FAIR_LOAD, collections_path(), host.path,
+                                 host.run_dir, "6"], stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    try:
+        wait_for(lambda: host.facts()["lease_count"] >= 2, timeout=10)
+        t0 = time.time()
+        e = open_emulation(host, wait=15)
+        waited = time.time() - t0
+        assert e["mode"] == "emulation" and e["first"] and host.entry() == "enabled"
+        assert waited < 3, "emulation opener waited %.1f s" % waited
+        host.window().close(e["lease_id"])
+    finally:
+        counts = [int(p.communicate(timeout=60)[0] or 0) for p in workers]
+    assert sum(counts) > 4
+    wait_for(lambda: host.facts()["lease_count"] == 0, timeout=10)
+    assert host.entry() == "enabled"
+
+
+# ---------------------------------------------------------------------------
+# crashes, ttl, owner_pid
+# ---------------------------------------------------------------------------
+
+def test_sigkilled_holder_is_recovered_by_facts(host):
+    a = open_native(host)
+    os.kill(a["holder_pid"], signal.SIGKILL)
+    wait_for(lambda: gone(a["holder_pid"]))
+    assert host.entry() == "disabled"              # nothing restored it yet
+    facts = host.facts(repair=False)
+    assert facts["stale"] and facts["lease_count"] == 1 and not facts["leases"][0]["alive"]
+    facts, restored = host.window().facts(repair=True, check_mode=True)
+    assert facts["stale"] and not restored and host.entry() == "disabled"   # check mode reports only
+    facts, restored = host.window().facts(repair=True)
+    assert restored and facts["restored"] and not facts["stale"]
+    assert host.entry() == "enabled"
+    assert [e["event"] for e in facts["events"]][-2:] == ["holder_gone", "stale_window_restored"]
+    assert W.window_facts(ENTRY, host.path, host.run_dir)[1] is False      # nothing more to do
+
+
+def test_sigkilled_holder_is_recovered_by_next_open(host):
+    a = open_native(host)
+    b = open_native(host)
+    os.kill(a["holder_pid"], signal.SIGKILL)
+    wait_for(lambda: gone(a["holder_pid"]))
+    assert host.facts()["stale"] is False            # b still holds the window
+    os.kill(b["holder_pid"], signal.SIGKILL)
+    wait_for(lambda: gone(b["holder_pid"]))
+    e = open_emulation(host, wait=0)                 # recovers, then opens the other mode
+    assert e["first"] and e["prior_state"] == "enabled" and e["holders"] == 1
+    host.window().close(e["lease_id"])
+    assert host.entry() == "enabled"
+
+
+def test_sigkilled_holder_then_close_of_that_lease(host):
+    a = open_native(host)
+    os.kill(a["holder_pid"], signal.SIGKILL)
+    wait_for(lambda: gone(a["holder_pid"]))
+    r = host.window().close(a["lease_id"])
+    assert r["changed"] and r["restored"] and host.entry() == "enabled"
+
+
+def test_sigterm_ends_the_lease_properly(host):
+    a = open_native(host)
+    os.kill(a["holder_pid"], signal.SIGTERM)
+    wait_for(lambda: host.entry() == "enabled", timeout=3)
+    assert host.facts()["lease_count"] == 0
+
+
+def test_ttl_expiry_restores(host):
+    a = open_native(host, ttl=1)
+    assert host.entry() == "disabled" and a["expires"] is not None
+    elapsed = wait_for(lambda: host.entry() == "enabled", timeout=5)
+    assert elapsed < 2.5
+    facts = host.facts()
+    assert facts["lease_count"] == 0 and "ttl_expired" in [e["event"] for e in facts["events"]]
+    wait_for(lambda: gone(a["holder_pid"]))
+
+
+def test_owner_pid_death_restores(host):
+    owner = subprocess.Popen(["sleep", "60"])
+    try:
+        a = open_native(host, owner_pid=owner.pid)
+        time.sleep(0.5)
+        assert host.entry() == "disabled"
+        owner.kill()
+        owner.wait()
+        wait_for(lambda: host.entry() == "enabled", timeout=3)
+        assert "owner_gone" in [e["event"] for e in host.facts()["events"]]
+        wait_for(lambda: gone(a["holder_pid"]))
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+
+
+def test_owner_pid_must_exist(host):
+    with pytest.raises(W.WindowError, match="owner_pid"):
+        open_native(host, owner_pid=2 ** 22 + 12345)
+    assert host.entry() == "enabled"
+
+
+# ---------------------------------------------------------------------------
+# behind our back
+# ---------------------------------------------------------------------------
+
+def test_external_reenable_is_reasserted(host):
+    a = open_native(host)
+    bm.set_enabled(ENTRY, True, host.path)
+    elapsed = wait_for(lambda: host.entry() == "disabled", timeout=2)
+    assert elapsed < 0.5
+    ev = [e for e in host.facts()["events"] if e["event"] == "reasserted"]
+    assert ev and ev[-1]["lease"] == a["lease_id"]
+    host.window().close(a["lease_id"])
+    assert host.entry() == "enabled"
+
+
+def test_external_disable_under_emulation_is_reasserted(host):
+    e = open_emulation(host)
+    bm.set_enabled(ENTRY, False, host.path)
+    wait_for(lambda: host.entry() == "enabled", timeout=2)
+    host.window().close(e["lease_id"])
+    assert host.entry() == "enabled"
+
+
+def test_entry_recreated_mid_window(host):
+    a = open_native(host)
+    old = host.ino()
+    bm.unregister(ENTRY, host.path)
+    register_qemu_arm(host.path)                  # new inode, enabled: what update-binfmts does
+    assert host.ino() != old
+    wait_for(lambda: host.entry() == "disabled", timeout=2)
+    events = [e["event"] for e in host.facts()["events"]]
+    assert "entry_recreated" in events
+    # the holder's shared lock follows the new inode
+    wait_for(lambda: [h["pid"] for h in host.facts()["lock_holders"]] == [a["holder_pid"]])
+    assert host.window().close(a["lease_id"])["restored"]
+    assert host.entry() == "enabled"
+
+
+# ---------------------------------------------------------------------------
+# foreign lock holders
+# ---------------------------------------------------------------------------
+
+def _foreign_flock(inst, flag, seconds=30):
+    """An unprivileged (uid 65534) flock on the entry, inside the instance."""
+    proc = subprocess.Popen(inst.nsenter(["setpriv", "--reuid", "65534", "--regid", "65534",
+                                          "--clear-groups", "flock", flag,
+                                          "/proc/sys/fs/binfmt_misc/" + ENTRY, "sleep", str(seconds)]),
+                            start_new_session=True)
+    return proc
+
+
+def _kill_group(proc):
+    """flock forks sleep, which inherits the locked descriptor: kill them both."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    proc.wait()
+
+
+def _lockers(host):
+    return [h for h in host.facts()["lock_holders"] if "sleep" in h["cmdline"] or "flock" in h["cmdline"]]
+
+
+def test_foreign_shared_flock_does_not_block(host):
+    proc = _foreign_flock(host.inst, "-s")
+    try:
+        wait_for(lambda: _lockers(host), timeout=5)
+        t0 = time.time()
+        a = open_native(host, wait=2)
+        assert time.time() - t0 < 2 and host.entry() == "disabled"
+        pids = [h["pid"] for h in host.facts()["lock_holders"]]
+        assert a["holder_pid"] in pids and len(pids) == 2
+        host.window().close(a["lease_id"])
+        assert host.entry() == "enabled"
+    finally:
+        _kill_group(proc)
+
+
+def test_foreign_exclusive_flock_bounded_wait_names_it(host):
+    proc = _foreign_flock(host.inst, "-x")
+    try:
+        wait_for(lambda: _lockers(host), timeout=5)
+        foreign = _lockers(host)[0]
+        assert foreign["access"] == "WRITE"
+        snap = host.inst.snapshot()
+        t0 = time.time()
+        with pytest.raises(W.WindowError) as err:
+            open_native(host, wait=1)
+        assert time.time() - t0 < 5
+        assert "pid %d" % foreign["pid"] in err.value.message
+        assert "flock -x" in err.value.message or "sleep" in err.value.message
+        assert host.inst.snapshot() == snap and host.facts()["lease_count"] == 0
+    finally:
+        _kill_group(proc)
+    a = open_native(host, wait=5)
+    assert host.entry() == "disabled"
+    host.window().close(a["lease_id"])

@@ -1,0 +1,100 @@
+"""Shared pieces of the native armhf window tests (not a test module).
+
+A ``Host`` is a private binfmt_misc instance playing a build host: qemu-arm
+registered as qemu-user-static registers it, a private run dir for the lease
+records, and a teardown that SIGKILLs every holder started for that run dir
+(found by the run dir in its command line), so no test leaks a process that
+would keep its namespace alive.
+"""
+import os
+import signal
+import time
+
+from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
+from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
+from ansible_collections.nativearm.binfmt.plugins.module_utils.presets import preset
+
+ENTRY = "qemu-arm"
+TRUE = ["/bin/true"]
+
+
+def qemu_arm_definition():
+    magic, mask, offset = preset("arm")
+    return bm.make_definition(ENTRY, "/usr/bin/qemu-arm-static", magic=magic, mask=mask,
+                              offset=offset, flags="F")
+
+
+def register_qemu_arm(path, enabled=True):
+    bm.register(qemu_arm_definition(), path)
+    if not enabled:
+        bm.set_enabled(ENTRY, False, path)
+
+
+def true_probe():
+    return W.run_probe(TRUE)
+
+
+def processes_mentioning(text):
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % name, "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if text.encode() in cmd:
+            pids.append(int(name))
+    return pids
+
+
+def kill_holders(run_dir):
+    for pid in processes_mentioning(run_dir):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+class Host(object):
+    def __init__(self, inst, run_dir, registered=True, enabled=True):
+        self.inst = inst
+        self.path = inst.path
+        self.run_dir = str(run_dir)
+        if registered:
+            register_qemu_arm(self.path, enabled)
+
+    def window(self, entry=ENTRY):
+        return W.Window(entry, self.path, self.run_dir)
+
+    def entry(self):
+        """'enabled', 'disabled' or 'absent'."""
+        e = bm.read_entry(ENTRY, self.path)
+        if e is None:
+            return "absent"
+        return "enabled" if e["enabled"] else "disabled"
+
+    def ino(self):
+        return os.stat(os.path.join(self.path, ENTRY)).st_ino
+
+    def facts(self, repair=False):
+        return self.window().facts(repair=repair)[0]
+
+    def close(self):
+        kill_holders(self.run_dir)
+
+
+def wait_for(predicate, timeout=5.0, step=0.01):
+    """Poll until predicate() is truthy; return the elapsed seconds (or raise)."""
+    start = time.time()
+    while True:
+        if predicate():
+            return time.time() - start
+        if time.time() - start > timeout:
+            raise AssertionError("condition not met within %.1f s" % timeout)
+        time.sleep(step)
+
+
+def gone(pid):
+    return not W.pid_alive(pid)
