@@ -21,8 +21,11 @@ __metaclass__ = type
 
 import errno
 import os
+import shutil
 import signal
 import subprocess
+
+from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as kernel
 
 DEFAULT_BINFMT_MISC = "/proc/sys/fs/binfmt_misc"
 DEFAULT_TIMEOUT = 30
@@ -166,12 +169,64 @@ def _missing(method, reason):
             "reason": reason, "available": True, "probe": None}
 
 
-def direct_probe(probe=None, timeout=DEFAULT_TIMEOUT, facts=None, exists=os.path.exists):
-    """Run the probe as is and interpret the outcome (method "direct")."""
+def entries_matching(header, file_name, entries):
+    """Names of the enabled entries that would claim a file, as the kernel matches them.
+
+    ``header`` is the file's first bytes, ``entries`` {name: parsed entry}.
+    """
+    names = []
+    for name, entry in sorted(entries.items()):
+        if not entry.get("enabled"):
+            continue
+        if entry["type"] == "extension":
+            if file_name.endswith("." + entry["extension"]):
+                names.append(name)
+            continue
+        magic = bytes.fromhex(entry["magic"])
+        mask = bytes.fromhex(entry["mask"]) if entry["mask"] else b"\xff" * len(magic)
+        chunk = header[entry["offset"]:entry["offset"] + len(magic)]
+        if len(chunk) == len(magic) and all((c ^ g) & m == 0 for c, g, m in zip(chunk, magic, mask)):
+            names.append(name)
+    return names
+
+
+def emulating_entries(program, binfmt_misc=DEFAULT_BINFMT_MISC):
+    """Enabled entries of the binfmt_misc at ``binfmt_misc`` that would run ``program``
+    through an interpreter ([] when none does, or when that cannot be read)."""
+    path = program if os.sep in program else shutil.which(program)
+    try:
+        if not path or not kernel.read_status(binfmt_misc):
+            return []
+        with open(path, "rb") as f:
+            header = f.read(kernel.BINPRM_BUF_SIZE)
+        return entries_matching(header, os.path.basename(path), kernel.read_all_entries(binfmt_misc))
+    except (OSError, ValueError):
+        return []
+
+
+def direct_probe(probe=None, timeout=DEFAULT_TIMEOUT, facts=None, exists=os.path.exists,
+                 binfmt_misc=DEFAULT_BINFMT_MISC):
+    """Run the probe as is and interpret the outcome (method "direct").
+
+    When an enabled entry of ``binfmt_misc`` (qemu-arm, or any other) would
+    run the probe through an emulator, the probe is not run: ``native`` is
+    None and ``caught_by`` names the entries. ``binfmt_misc=None`` runs it
+    regardless.
+    """
     kind, argv, reason = select_probe(probe, exists)
     if argv is None:
         return _missing("direct", reason)
-    return _run("direct", argv, timeout, facts or host_facts(), kind)
+    caught = emulating_entries(argv[0], binfmt_misc) if binfmt_misc else []
+    if caught:
+        result = _missing("direct", "the enabled binfmt_misc entr%s %s would run the probe through an "
+                                    "emulator; disable %s for a direct probe, or use the namespace method"
+                                    % ("y" if len(caught) == 1 else "ies", ", ".join(caught),
+                                       "it" if len(caught) == 1 else "them"))
+        result.update(command=argv, probe=kind, caught_by=caught)
+        return result
+    result = _run("direct", argv, timeout, facts or host_facts(), kind)
+    result["caught_by"] = []
+    return result
 
 
 def namespace_probe(probe=None, timeout=DEFAULT_TIMEOUT, binfmt_misc=DEFAULT_BINFMT_MISC,

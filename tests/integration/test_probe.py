@@ -25,12 +25,12 @@ EMULATION_ONLY = MACHINE not in probe.ARM_MACHINES
 
 _RUN_PROBE = ("import json, sys\n"
               "from ansible_collections.nativearm.binfmt.plugins.module_utils import probe\n"
-              "print(json.dumps(getattr(probe, sys.argv[1])(json.loads(sys.argv[2]))))\n")
+              "print(json.dumps(getattr(probe, sys.argv[1])(json.loads(sys.argv[2]), **json.loads(sys.argv[3]))))\n")
 
 
-def run_probe(inst, method, argv=None):
-    """Run probe.<method>_probe(argv) inside the instance, as a module on that host would."""
-    proc = inst.run([sys.executable, "-c", _RUN_PROBE, method + "_probe", json.dumps(argv)],
+def run_probe(inst, method, argv=None, **kwargs):
+    """Run probe.<method>_probe(argv, **kwargs) inside the instance, as a module on that host would."""
+    proc = inst.run([sys.executable, "-c", _RUN_PROBE, method + "_probe", json.dumps(argv), json.dumps(kwargs)],
                     env=dict(os.environ, PYTHONPATH=collections_path()), timeout=120)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
@@ -98,8 +98,15 @@ def test_namespace_probe_is_refused_on_an_instance_path_that_is_not_a_directory(
     assert "cannot mount a private binfmt_misc" in result["output"]
 
 
+def test_direct_probe_is_not_fooled_by_an_enabled_entry(host):
+    before = host.snapshot()
+    guarded = run_probe(host, "direct")
+    assert guarded["native"] is None and guarded["caught_by"] == ["qemu-arm"] and guarded["rc"] is None
+    assert host.snapshot() == before
+
+
 def test_direct_probe_goes_through_the_entry_and_fails_without_it(host):
-    emulated = run_probe(host, "direct")
+    emulated = run_probe(host, "direct", binfmt_misc=None)
     assert emulated["probe"] == "arch-test" and emulated["method"] == "direct"
     # Through qemu-arm: proves the probe binary is real armhf code that prints "ok".
     assert emulated["native"] is True and emulated["rc"] == 0 and emulated["output"] == "ok"
@@ -107,19 +114,20 @@ def test_direct_probe_goes_through_the_entry_and_fails_without_it(host):
     binfmt_misc.set_enabled("qemu-arm", False, host.path)
     try:
         disabled = host.snapshot()
-        bare = run_probe(host, "direct")
+        bare = run_probe(host, "direct")  # guarded: the disabled entry does not count
         assert host.snapshot() == disabled
     finally:
         binfmt_misc.set_enabled("qemu-arm", True, host.path)
     if EMULATION_ONLY:
         assert bare["native"] is False and "Exec format error" in bare["output"]
         assert bare["reason"].startswith("Exec format error")
+    assert bare["caught_by"] == []
     assert binfmt_misc.read_entry("qemu-arm", host.path)["enabled"] is True
 
 
 def test_direct_probe_of_the_loader_fallback(host):
     loader = list(probe.CANDIDATES[1][1])
-    emulated = run_probe(host, "direct", loader)
+    emulated = run_probe(host, "direct", loader, binfmt_misc=None)
     assert emulated["native"] is True and "ld.so" in emulated["output"]
     if EMULATION_ONLY:
         assert probe.namespace_probe(loader)["native"] is False

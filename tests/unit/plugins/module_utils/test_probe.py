@@ -144,3 +144,69 @@ def test_direct_probe_runs_and_times_out():
 def test_namespace_probe_without_unshare_is_unavailable():
     r = pr.namespace_probe(["/bin/true"], unshare="/nonexistent/unshare")
     assert r["native"] is None and r["available"] is False and "/nonexistent/unshare" in r["reason"]
+
+
+# -- would an entry emulate the direct probe? --------------------------------------------------
+
+ARMHF_HEADER = bytes.fromhex("7f454c46010101000000000000000000" "02002800" "01000000") + b"\0" * 200
+ARM_ENTRY = {"enabled": True, "type": "magic", "offset": 0, "interpreter": "/usr/bin/qemu-arm-static",
+             "magic": "7f454c4601010100000000000000000002002800",
+             "mask": "ffffffffffffff00fffffffffffffffffeffffff", "extension": None}
+ENTRY_TEXT = """%s
+interpreter /usr/bin/qemu-arm-static
+flags: F
+offset 0
+magic 7f454c4601010100000000000000000002002800
+mask ffffffffffffff00fffffffffffffffffeffffff
+"""
+
+
+def test_entries_matching_as_the_kernel_does():
+    aarch64 = dict(ARM_ENTRY, magic="7f454c460201010000000000000000000200b700")
+    entries = {
+        "qemu-arm": ARM_ENTRY,
+        "qemu-arm-off": dict(ARM_ENTRY, enabled=False),
+        "dyn-arm": dict(ARM_ENTRY, magic="7f454c4601010100000000000000000003002800"),  # ET_DYN via mask
+        "exact": dict(ARM_ENTRY, mask=None, magic="7f454c46"),
+        "shifted": dict(ARM_ENTRY, offset=250),
+        "qemu-aarch64": aarch64,
+        "by-name": {"enabled": True, "type": "extension", "extension": "armhf", "interpreter": "/bin/x"},
+    }
+    assert pr.entries_matching(ARMHF_HEADER, "armhf", entries) == ["dyn-arm", "exact", "qemu-arm"]
+    assert pr.entries_matching(ARMHF_HEADER, "probe.armhf", entries) == ["by-name", "dyn-arm", "exact", "qemu-arm"]
+    assert pr.entries_matching(b"\x7fELF", "x", {"qemu-arm": ARM_ENTRY}) == []
+
+
+def _fake_binfmt_misc(tmp_path, status="enabled", state="enabled"):
+    d = tmp_path / "binfmt_misc"
+    d.mkdir()
+    (d / "status").write_text(status + "\n")
+    (d / "register").write_text("")
+    (d / "qemu-arm").write_text(ENTRY_TEXT % state)
+    probe = tmp_path / "armhf"
+    probe.write_bytes(ARMHF_HEADER)
+    probe.chmod(0o755)
+    return str(d), str(probe)
+
+
+def test_direct_probe_is_not_run_when_an_entry_would_emulate_it(tmp_path):
+    path, probe = _fake_binfmt_misc(tmp_path)
+    assert pr.emulating_entries(probe, path) == ["qemu-arm"]
+    r = pr.direct_probe([probe], binfmt_misc=path)
+    assert r["native"] is None and r["caught_by"] == ["qemu-arm"] and r["rc"] is None
+    assert "qemu-arm" in r["reason"] and "namespace" in r["reason"]
+
+
+@pytest.mark.parametrize("status, state", [("disabled", "enabled"), ("enabled", "disabled")])
+def test_disabled_entries_or_instances_do_not_catch_the_probe(tmp_path, status, state):
+    path, probe = _fake_binfmt_misc(tmp_path, status, state)
+    assert pr.emulating_entries(probe, path) == []
+    r = pr.direct_probe([probe], binfmt_misc=path, facts={"machine": "aarch64", "page_size": 4096})
+    assert r["caught_by"] == [] and r["native"] is False  # it ran: the kernel refused the fake ELF
+
+
+def test_emulating_entries_without_binfmt_misc_or_program(tmp_path):
+    assert pr.emulating_entries("/bin/true", str(tmp_path / "none")) == []
+    path, _probe = _fake_binfmt_misc(tmp_path)
+    assert pr.emulating_entries("/nonexistent/probe", path) == []
+    assert pr.emulating_entries("true", path) == []  # found on PATH, an x86/arm64 ELF
