@@ -1,0 +1,107 @@
+"""nativearm.binfmt.native_armhf_window through Ansible, on the real kernel.
+
+``ansible localhost -m ...`` runs inside a private binfmt_misc instance
+(nsenter), exactly as on a host: the module is shipped as an AnsiballZ payload
+whose directory is deleted when the module returns, so these tests prove that
+the holder lives on, detached, with code from the run dir.
+"""
+import os
+import stat
+
+import pytest
+
+from ansible_env import run_module
+from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
+
+from window_support import ENTRY, Host, gone, wait_for
+
+PACKAGED = os.path.exists("/usr/share/binfmts/" + ENTRY) or os.path.exists("/usr/lib/binfmt.d/%s.conf" % ENTRY)
+
+
+@pytest.fixture
+def host(instance, tmp_path):
+    h = Host(instance, tmp_path / "run")
+    yield h
+    h.close()
+
+
+def window(host, check=False, diff=False, **args):
+    args.setdefault("run_dir", host.run_dir)
+    return run_module("native_armhf_window", args, check=check, diff=diff, wrap=host.inst.nsenter)
+
+
+def test_module_native_window_lifecycle(host):
+    r = window(host, diff=True, state="open", probe=["/bin/true"], lease_id="ci-1", ttl=300)
+    assert r["_status"] == "ok" and r["changed"], r
+    assert r["native"] is True and r["mode"] == "native" and r["first"] and r["holders"] == 1
+    assert r["tier"] == "native_probe" and r["prior_state"] == "enabled"
+    assert r["diff"]["before"]["entry_enabled"] is True and r["diff"]["after"]["entry_enabled"] is False
+    pid = r["holder_pid"]
+    # the module has exited and its AnsiballZ directory is gone; the holder lives on, detached
+    assert not gone(pid) and os.getsid(pid) == pid
+    assert os.readlink("/proc/%d/cwd" % pid) == "/"
+    code = [a for a in open("/proc/%d/cmdline" % pid, "rb").read().split(b"\0") if a.endswith(b"_holder.py")]
+    assert code and code[0].decode().startswith(host.run_dir + "/code/")
+    assert stat.S_IMODE(os.stat(code[0].decode()).st_mode) == 0o600
+    assert b"ansible-tmp" not in open("/proc/%d/cmdline" % pid, "rb").read()
+    assert host.entry() == "disabled"
+    # it still does its job after the module is gone: an external re-enable is undone
+    bm.set_enabled(ENTRY, True, host.path)
+    wait_for(lambda: host.entry() == "disabled", timeout=2)
+
+    again = window(host, state="open", probe=["/bin/true"], lease_id="ci-1")
+    assert again["_status"] == "ok" and not again["changed"]
+    assert again["holder_pid"] == pid and again["holders"] == 1
+
+    c = window(host, diff=True, state="closed", lease_id="ci-1")
+    assert c["_status"] == "ok" and c["changed"] and c["restored"] and c["prior_state"] == "enabled"
+    assert c["diff"]["after"]["entry_enabled"] is True
+    assert host.entry() == "enabled"
+    wait_for(lambda: gone(pid))
+
+
+def test_module_probe_failure_fail_and_emulate(host):
+    before = host.inst.snapshot()
+    r = window(host, state="open", on_unsupported="fail", ttl=60)
+    assert r["_status"] == "failed" and "Exec format error" in r["msg"], r
+    assert host.inst.snapshot() == before
+    r = window(host, state="open", ttl=60)
+    assert r["_status"] == "ok" and r["changed"]
+    assert r["native"] is False and r["mode"] == "emulation" and "Exec format error" in r["reason"]
+    assert r["tier"] == ("packaged_descriptor" if PACKAGED else "registered_entry")
+    assert host.entry() == "enabled"
+    c = window(host, state="closed", lease_id=r["lease_id"])
+    assert c["restored"] and host.inst.snapshot() == before
+
+
+def test_module_check_mode_and_unknown_close(host):
+    before = host.inst.snapshot()
+    r = window(host, check=True, diff=True, state="open", probe="/bin/true")
+    assert r["_status"] == "ok" and r["changed"] and r["first"]
+    assert r["diff"]["after"]["entry_enabled"] is False
+    assert host.inst.snapshot() == before and host.facts()["lease_count"] == 0
+    c = window(host, state="closed", lease_id="nobody")
+    assert c["_status"] == "ok" and not c["changed"]
+    assert any("not open" in w for w in c.get("warnings", [])), c
+    assert host.inst.snapshot() == before
+
+
+def test_module_bad_input_names_the_field(host):
+    before = host.inst.snapshot()
+    r = window(host, state="open", lease_id="a/b", probe=["/bin/true"])
+    assert r["_status"] == "failed" and "lease_id" in r["msg"]
+    r = window(host, state="closed")
+    assert r["_status"] == "failed" and "lease_id" in r["msg"]
+    assert host.inst.snapshot() == before
+
+
+def test_module_qemu_arm_absent(instance, tmp_path):
+    host = Host(instance, tmp_path / "run", registered=False)
+    try:
+        r = window(host, state="open", ttl=60)
+        assert r["_status"] == "ok" and r["native"] is False and r["tier"] == "qemu_fallback"
+        assert r["prior_state"] == "absent" and not r["entry_present"]
+        c = window(host, state="closed", lease_id=r["lease_id"])
+        assert c["restored"] and host.entry() == "absent"
+    finally:
+        host.close()
