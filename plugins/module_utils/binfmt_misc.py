@@ -288,6 +288,18 @@ def plan_entry(current, definition, state="present", enabled=True):
     return steps
 
 
+def matches(entry, header, file_name=""):
+    """Whether the kernel would hand a file with these first bytes (and name) to ``entry``."""
+    if entry["type"] == "extension":
+        return file_name.endswith("." + entry["extension"])
+    magic = bytes.fromhex(entry["magic"])
+    mask = bytes.fromhex(entry["mask"]) if entry["mask"] else b"\xff" * len(magic)
+    window = bytearray(header[entry["offset"]:entry["offset"] + len(magic)])
+    if len(window) < len(magic):
+        return False
+    return all((w & m) == (g & m) for w, m, g in zip(window, bytearray(mask), bytearray(magic)))
+
+
 def expected_entry(definition, enabled):
     """The entry dict the kernel will show once ``definition`` is registered."""
     entry = dict(definition)

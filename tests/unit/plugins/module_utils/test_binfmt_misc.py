@@ -210,3 +210,14 @@ def test_flags_compared_in_normal_form():
     d = arm(flags="CF")
     assert d["flags"] == "OCF"
     assert bm.plan_entry(bm.expected_entry(arm(flags="OCF"), True), d) == []
+
+
+def test_matches_applies_mask_and_offset_like_the_kernel():
+    entry = bm.expected_entry(arm(), True)
+    armhf_header = bytes.fromhex("7f454c4601010103000000000000000003002800") + b"\0" * 40  # ET_DYN, OSABI 3
+    assert bm.matches(entry, armhf_header)
+    aarch64_header = bytes.fromhex("7f454c460201010000000000000000000200b700")
+    assert not bm.matches(entry, aarch64_header)
+    assert not bm.matches(entry, armhf_header[:10])
+    ext = bm.expected_entry(bm.make_definition("jar", "/bin/x", type="extension", extension="jar"), True)
+    assert bm.matches(ext, b"", "app.jar") and not bm.matches(ext, b"", "app.jar.txt")

@@ -1,0 +1,229 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, nativearm.binfmt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: binfmt_info
+short_description: Everything about binfmt_misc, descriptors, native armhf and windows on a host
+version_added: 0.1.0
+description:
+  - Reports whether binfmt_misc is mounted and enabled, every registered entry parsed, every
+    persistent descriptor (binfmt-support files, systemd binfmt.d files) with its owning package
+    where dpkg knows it, the host architecture, kernel and page size, the C(abi.*) sysctls, whether
+    the kernel runs armhf natively, and the state of native armhf windows (leases, mode, prior
+    state, events, and every process holding a lock on the entry, from C(/proc/locks)).
+  - The native armhf probe never touches the host's qemu-arm entry. On Linux 6.7 and later it runs in
+    a new user namespace with its own, empty binfmt_misc instance. On older kernels it runs directly
+    only when no enabled qemu-arm entry could catch it; otherwise the answer is C(null) with the reason
+    (a window, M(nativearm.binfmt.native_armhf_window), finds out by disabling the entry).
+  - One repair, the only change this module makes, when O(repair_stale_window=true), the default.
+    A stale window is one whose prior state is recorded but no holder is alive, for example after
+    SIGKILL or the OOM killer. The module puts the prior state back and only then reports
+    C(changed=true). In check mode the stale window is reported and left alone.
+author:
+  - nativearm.binfmt contributors
+options:
+  binfmt_misc:
+    description: Where binfmt_misc is mounted.
+    type: path
+    default: /proc/sys/fs/binfmt_misc
+  binfmts_dir:
+    description: binfmt-support's import directory.
+    type: path
+    default: /usr/share/binfmts
+  binfmt_d_dirs:
+    description: systemd binfmt.d directories, highest precedence first.
+    type: list
+    elements: path
+    default: [/etc/binfmt.d, /run/binfmt.d, /usr/local/lib/binfmt.d, /usr/lib/binfmt.d]
+  probe:
+    description: Run the native armhf probe.
+    type: bool
+    default: true
+  probe_command:
+    description:
+      - The armhf command that must run natively. Default the static C(/usr/lib/arch-test/armhf)
+        from arch-test, else the dynamic loader C(ld-linux-armhf.so.3 --help) from
+        gcc-arm-linux-gnueabihf.
+    type: list
+    elements: str
+  window_entry:
+    description: The entry native armhf windows toggle.
+    type: str
+    default: qemu-arm
+  run_dir:
+    description: Where native armhf windows keep their lease records (root-only).
+    type: path
+    default: /run/nativearm-binfmt
+  repair_stale_window:
+    description: Restore the prior state of a stale window (see the description).
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    platforms: linux
+seealso:
+  - module: nativearm.binfmt.binfmt_entry
+  - module: nativearm.binfmt.native_armhf_window
+"""
+
+EXAMPLES = r"""
+- name: Gather binfmt facts
+  nativearm.binfmt.binfmt_info:
+  register: binfmt
+
+- name: Say whether this host runs armhf natively
+  ansible.builtin.debug:
+    msg: "native armhf: {{ binfmt.native_armhf.native }} ({{ binfmt.native_armhf.reason }})"
+
+- name: Only report a stale window, do not repair it
+  nativearm.binfmt.binfmt_info:
+    repair_stale_window: false
+"""
+
+RETURN = r"""
+binfmt_misc:
+  description: The binfmt_misc mount.
+  returned: always
+  type: dict
+  sample: {path: /proc/sys/fs/binfmt_misc, mounted: true, enabled: true}
+entries:
+  description: Every registered entry, by name, as the kernel shows it.
+  returned: always
+  type: dict
+  sample:
+    qemu-arm: {name: qemu-arm, enabled: true, interpreter: /usr/bin/qemu-arm-static, flags: F,
+               type: magic, offset: 0, magic: 7f454c4601010100000000000000000002002800,
+               mask: ffffffffffffff00fffffffffffffffffeffffff, extension: null}
+descriptors:
+  description:
+    - Persistent descriptors. One record per binfmt-support file and per binfmt.d line, with
+      C(path), C(format), C(name), C(definition), C(package) (dpkg owner or package line),
+      C(effective) and C(error).
+  returned: always
+  type: list
+  elements: dict
+host:
+  description: Host architecture (C(machine)), kernel C(release) and C(page_size).
+  returned: always
+  type: dict
+  sample: {machine: aarch64, release: 6.12.57+deb13-arm64, page_size: 4096}
+abi:
+  description: The C(abi.*) sysctls present on this kernel, by name (for example C(cp15_barrier)).
+  returned: always
+  type: dict
+  sample: {cp15_barrier: 1, setend: 1, swp: 0}
+native_armhf:
+  description:
+    - The native armhf probe. C(native) is true, false, or null when it could not be asked without
+      touching qemu-arm. C(method) is C(namespace) or C(direct). C(reason), C(command), C(rc) and
+      C(output) are the details.
+  returned: always
+  type: dict
+  sample: {native: false, method: namespace, reason: "Exec format error: ..."}
+window:
+  description:
+    - The native armhf window on O(window_entry). Includes C(lease_count), C(leases) (id, mode,
+      pid, owner_pid, expiry), C(mode), C(prior_state), C(stale), C(events) and C(lock_holders)
+      (pid, command line, lock type).
+  returned: always
+  type: dict
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
+from ansible_collections.nativearm.binfmt.plugins.module_utils import descriptors, probe
+from ansible_collections.nativearm.binfmt.plugins.module_utils.window import DEFAULT_RUN_DIR, window_facts
+
+ABI_DIR = "/proc/sys/abi"
+
+
+def read_abi(abi_dir=ABI_DIR):
+    values = {}
+    try:
+        names = sorted(os.listdir(abi_dir))
+    except OSError:
+        return values
+    for name in names:
+        try:
+            with open(os.path.join(abi_dir, name)) as f:
+                text = f.read().strip()
+        except (IOError, OSError):
+            continue
+        values[name] = int(text) if text.lstrip("-").isdigit() else text
+    return values
+
+
+def catching_entries(entries, argv):
+    """Enabled entries that would take over the probe binary if it ran directly."""
+    try:
+        with open(argv[0], "rb") as f:
+            header = f.read(bm.BINPRM_BUF_SIZE)
+    except (IOError, OSError, IndexError):
+        return []
+    return sorted(name for name, entry in entries.items()
+                  if entry["enabled"] and bm.matches(entry, header, os.path.basename(argv[0])))
+
+
+def native_armhf(entries, command, host):
+    """Probe without touching the host's entries: the namespace method where the kernel has it;
+    otherwise a direct run, which is only conclusive when no enabled entry would catch it."""
+    result = probe.namespace_probe(command, facts=host)
+    if result.get("available", True):
+        return result
+    catching = catching_entries(entries, probe.select_probe(command)[1] or [])
+    if catching:
+        result["reason"] = ("%s; %s would catch a direct probe, so only a native window "
+                            "(nativearm.binfmt.native_armhf_window) can tell" % (result["reason"], ", ".join(catching)))
+        return result
+    return probe.direct_probe(command, facts=host)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            binfmt_misc=dict(type="path", default=bm.DEFAULT_PATH),
+            binfmts_dir=dict(type="path", default=descriptors.BINFMTS_DIR),
+            binfmt_d_dirs=dict(type="list", elements="path", default=list(descriptors.BINFMT_D_DIRS)),
+            probe=dict(type="bool", default=True),
+            probe_command=dict(type="list", elements="str"),
+            window_entry=dict(type="str", default="qemu-arm"),
+            run_dir=dict(type="path", default=DEFAULT_RUN_DIR),
+            repair_stale_window=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    path = p["binfmt_misc"]
+    mounted = os.path.exists(os.path.join(path, "register"))
+    entries = bm.read_all_entries(path) if mounted else {}
+    host = probe.host_facts()
+    window, restored = window_facts(p["window_entry"], path, p["run_dir"],
+                                    repair=p["repair_stale_window"], check_mode=module.check_mode)
+    if restored:
+        entries = bm.read_all_entries(path)
+    module.exit_json(
+        changed=bool(restored),
+        binfmt_misc=dict(path=path, mounted=mounted, enabled=bm.read_status(path) if mounted else None),
+        entries=entries,
+        descriptors=descriptors.scan_descriptors(p["binfmts_dir"], p["binfmt_d_dirs"],
+                                                 module.get_bin_path("dpkg-query")),
+        host=host,
+        abi=read_abi(),
+        native_armhf=native_armhf(entries, p["probe_command"], host) if p["probe"] else None,
+        window=window,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""binfmt_info on the real kernel, inside private binfmt_misc instances."""
+import os
+
+from ansible_env import run_module
+from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
+from ansible_collections.nativearm.binfmt.plugins.module_utils.presets import preset
+
+
+def register_qemu_arm(instance, enabled=True):
+    magic, mask, offset = preset("arm")
+    bm.register(bm.make_definition("qemu-arm", "/usr/bin/qemu-arm-static", magic=magic, mask=mask,
+                                   offset=offset, flags="F"), instance.path)
+    if not enabled:
+        bm.set_enabled("qemu-arm", False, instance.path)
+
+
+def info(instance, tmp_path, check=False, **args):
+    args.setdefault("run_dir", str(tmp_path / "run"))
+    return run_module("binfmt_info", args, check=check, wrap=instance.nsenter)
+
+
+def test_reports_mount_entries_host_and_changes_nothing(instance, tmp_path):
+    register_qemu_arm(instance, enabled=False)
+    before = instance.snapshot()
+    result = info(instance, tmp_path)
+    assert result["_status"] == "ok", result.get("msg")
+    assert result["changed"] is False
+    assert result["binfmt_misc"] == {"path": "/proc/sys/fs/binfmt_misc", "mounted": True, "enabled": True}
+    assert result["entries"]["qemu-arm"] == bm.read_entry("qemu-arm", instance.path)
+    assert result["entries"]["qemu-arm"]["enabled"] is False
+    assert result["host"]["machine"] == os.uname().machine
+    assert result["host"]["page_size"] == os.sysconf("SC_PAGE_SIZE")
+    assert result["window"]["lease_count"] == 0 and result["window"]["stale"] is False
+    assert instance.snapshot() == before
+
+
+def test_native_probe_uses_private_instance_and_leaves_qemu_arm_alone(instance, tmp_path):
+    """On this x86_64 kernel the real armhf probe cannot run natively; with qemu-arm enabled on the
+    "host" (the instance), a naive probe would succeed through emulation. The namespace method
+    must say not native, and the instance's entry must stay enabled and identical."""
+    register_qemu_arm(instance)
+    before = instance.snapshot()
+    result = info(instance, tmp_path)
+    native = result["native_armhf"]
+    assert native["method"] == "namespace"
+    if os.uname().machine == "x86_64":
+        assert native["native"] is False
+        assert "Exec format error" in native["output"] + native["reason"]
+    assert instance.snapshot() == before
+
+
+def test_custom_probe_command_runs_natively(instance, tmp_path):
+    result = info(instance, tmp_path, probe_command=["/bin/true"])
+    assert result["native_armhf"]["native"] is True
+    assert result["native_armhf"]["method"] == "namespace"
+
+
+def test_descriptors_with_package_owner(instance, tmp_path):
+    binfmts = tmp_path / "binfmts"
+    binfmts.mkdir()
+    (binfmts / "mine").write_text("package nativearm.binfmt\ninterpreter /bin/true\nmagic \\x61\\x62\n"
+                                  "offset 0\ncredentials no\npreserve no\nfix_binary no\n")
+    result = info(instance, tmp_path, binfmts_dir=str(binfmts), binfmt_d_dirs=["/usr/lib/binfmt.d"], probe=False)
+    by_path = {d["path"]: d for d in result["descriptors"]}
+    assert by_path[str(binfmts / "mine")]["definition"]["interpreter"] == "/bin/true"
+    assert by_path[str(binfmts / "mine")]["package"] is None
+    packaged = by_path["/usr/lib/binfmt.d/qemu-arm.conf"]
+    assert packaged["package"] == "qemu-user-static"  # dpkg's own answer
+    assert packaged["format"] == "systemd"
+    assert result["native_armhf"] is None
+
+
+def test_unmounted_binfmt_misc_is_reported(tmp_path):
+    import subprocess
+    import sys
+    from sandbox.instance import NSRUN
+    from ansible_env import ansible_env, read_results
+    results = tmp_path / "r.jsonl"
+    argv = [sys.executable, NSRUN, "--no-mount", "--", "ansible", "localhost", "-i", "localhost,", "-c", "local",
+            "-m", "nativearm.binfmt.binfmt_info", "-a",
+            '{"probe": false, "binfmt_misc": "%s", "run_dir": "%s"}' % (tmp_path / "nothing", tmp_path / "run")]
+    subprocess.run(argv, env=ansible_env(str(results)), capture_output=True, timeout=120)
+    result = read_results(str(results))[-1]
+    assert result["binfmt_misc"]["mounted"] is False and result["entries"] == {}
+
+
+def test_stale_window_reported_in_check_mode_then_repaired(instance, tmp_path):
+    """A holder killed with SIGKILL leaves a stale window: qemu-arm disabled, prior state recorded.
+    Check mode reports it and changes nothing; a normal run restores it (changed: true)."""
+    import signal
+    import time
+    register_qemu_arm(instance)
+    run_dir = str(tmp_path / "run")
+    opened = run_module("native_armhf_window", {"state": "open", "probe": ["/bin/true"], "run_dir": run_dir},
+                        wrap=instance.nsenter)
+    assert opened["_status"] == "ok", opened.get("msg")
+    assert bm.read_entry("qemu-arm", instance.path)["enabled"] is False
+    os.kill(opened["holder_pid"], signal.SIGKILL)
+    deadline = time.time() + 5
+    while os.path.exists("/proc/%d" % opened["holder_pid"]) and time.time() < deadline:
+        time.sleep(0.02)
+    before = instance.snapshot()
+    checked = info(instance, tmp_path, check=True, probe=False)
+    assert checked["window"]["stale"] is True and checked["changed"] is False
+    assert instance.snapshot() == before
+    repaired = info(instance, tmp_path, probe=False)
+    assert repaired["changed"] is True
+    assert bm.read_entry("qemu-arm", instance.path)["enabled"] is True
+    assert repaired["entries"]["qemu-arm"]["enabled"] is True
+    again = info(instance, tmp_path, probe=False)
+    assert again["changed"] is False and again["window"]["stale"] is False
