@@ -272,7 +272,8 @@ def run(module):
     argv = probe_argv(p["probe"])
     result = win.open(mode=p["mode"], lease_id=p["lease_id"], ttl=p["ttl"], owner_pid=p["owner_pid"],
                       wait=p["wait"], on_unsupported=p["on_unsupported"],
-                      probe=lambda: direct_probe(argv), check_mode=module.check_mode)
+                      probe=lambda: direct_probe(argv, binfmt_misc=p["binfmt_misc"]),
+                      check_mode=module.check_mode)
     descriptor = bool(find_descriptor(p["entry"], dpkg_query=None))
     result["tier"] = window.decide_tier(result.get("native"), result.get("entry_present"), descriptor)
     return result

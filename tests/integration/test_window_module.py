@@ -105,3 +105,25 @@ def test_module_qemu_arm_absent(instance, tmp_path):
         assert c["restored"] and host.entry() == "absent"
     finally:
         host.close()
+
+
+def test_binfmt_info_reports_and_repairs_a_stale_window(host):
+    import signal
+    r = window(host, state="open", probe=["/bin/true"], lease_id="crashy", ttl=300)
+    pid = r["holder_pid"]
+    info = run_module("binfmt_info", {"run_dir": host.run_dir, "probe": False}, wrap=host.inst.nsenter)
+    w = info["window"]
+    assert not info["changed"] and w["lease_count"] == 1 and w["mode"] == "native" and not w["stale"]
+    assert [h["pid"] for h in w["lock_holders"]] == [pid]
+    assert "nativearm-window-holder" in w["lock_holders"][0]["cmdline"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: gone(pid))
+    assert host.entry() == "disabled"
+    check = run_module("binfmt_info", {"run_dir": host.run_dir, "probe": False}, check=True,
+                       wrap=host.inst.nsenter)
+    assert not check["changed"] and check["window"]["stale"] and host.entry() == "disabled"
+    fix = run_module("binfmt_info", {"run_dir": host.run_dir, "probe": False}, wrap=host.inst.nsenter)
+    assert fix["changed"] and fix["window"]["restored"] and host.entry() == "enabled"
+    assert [e["event"] for e in fix["window"]["events"]][-2:] == ["holder_gone", "stale_window_restored"]
+    again = run_module("binfmt_info", {"run_dir": host.run_dir, "probe": False}, wrap=host.inst.nsenter)
+    assert not again["changed"] and not again["window"]["stale"]

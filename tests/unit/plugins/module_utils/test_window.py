@@ -1,0 +1,163 @@
+"""Pure parts of the window protocol: /proc/locks parsing, admission and
+fairness, tiers, restore targets, lease ids, records files."""
+import os
+import stat
+
+import pytest
+
+from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
+
+LOCKS = """\
+1: FLOCK  ADVISORY  READ  4242 00:2c:17 0 EOF
+1: -> FLOCK  ADVISORY  WRITE 777 00:2c:17 0 EOF
+2: FLOCK  ADVISORY  WRITE 900 fd:01:1234567 0 EOF
+3: POSIX  ADVISORY  WRITE 55 08:02:99 0 EOF
+4: OFDLCK ADVISORY  READ  -1 00:05:3 0 EOF
+garbage line
+"""
+
+
+def test_parse_proc_locks():
+    locks = W.parse_proc_locks(LOCKS)
+    assert locks[0] == {"kind": "FLOCK", "access": "READ", "pid": 4242, "dev": (0, 0x2c), "ino": 17,
+                        "blocked": False}
+    assert locks[1]["blocked"] and locks[1]["pid"] == 777 and locks[1]["access"] == "WRITE"
+    assert locks[2]["dev"] == (0xfd, 1) and locks[2]["ino"] == 1234567
+    assert locks[3]["kind"] == "POSIX" and locks[4]["pid"] == -1
+    assert len(locks) == 5
+
+
+def test_describe_lock_holders():
+    text = W.describe_lock_holders([{"pid": 7, "kind": "FLOCK", "access": "WRITE", "blocked": False,
+                                     "cmdline": "flock -x /x sleep 9"}])
+    assert text == "pid 7 (FLOCK WRITE): flock -x /x sleep 9"
+    assert W.describe_lock_holders([]) == "none"
+
+
+def state(mode=None, waiters=()):
+    s = W.empty_state("qemu-arm")
+    s["mode"] = mode
+    for i, (m, seq) in enumerate(waiters):
+        s["waiters"]["w%d" % i] = {"mode": m, "seq": seq, "pid": 1}
+    return s
+
+
+@pytest.mark.parametrize("window_mode, mode, ok", [
+    (None, "native", True), (None, "emulation", True),
+    ("native", "native", True), ("native", "emulation", False),
+    ("emulation", "emulation", True), ("emulation", "native", False),
+])
+def test_admissible_by_window_mode(window_mode, mode, ok):
+    assert W.admissible(state(window_mode), mode)[0] is ok
+
+
+def test_fresh_joiner_queues_behind_a_waiter_of_the_other_mode():
+    s = state("native", waiters=[("emulation", 5)])
+    assert W.admissible(s, "native") == (False, "fairness")
+    # a native waiter that arrived before the emulation waiter is not held back by it
+    assert W.admissible(s, "native", seq=4) == (True, None)
+    assert W.admissible(s, "native", seq=6) == (False, "fairness")
+    # the emulation waiter itself waits only for the window to drain
+    assert W.admissible(s, "emulation", seq=5) == (False, "window_mode")
+    assert W.admissible(state(None, waiters=[("native", 6)]), "emulation", seq=5) == (True, None)
+    # a fallback after the wait ignores the queue but never the window's mode
+    assert W.admissible(s, "native", ignore_fairness=True) == (True, None)
+    assert W.admissible(s, "emulation", ignore_fairness=True) == (False, "window_mode")
+
+
+def test_same_mode_waiters_do_not_block():
+    assert W.admissible(state("native", waiters=[("native", 1)]), "native") == (True, None)
+
+
+def test_no_deadlock_between_two_waiters():
+    """Whoever has the smaller number goes once the window is empty."""
+    s = state(None, waiters=[("native", 6), ("emulation", 7)])
+    assert W.admissible(s, "native", seq=6)[0] is True
+    assert W.admissible(s, "emulation", seq=7)[0] is False
+
+
+def test_desired_enabled():
+    assert W.desired_enabled("native") is False
+    assert W.desired_enabled("emulation") is True
+
+
+@pytest.mark.parametrize("native, present, descriptor, tier", [
+    (True, True, True, "native_probe"),
+    (True, False, False, "native_probe"),
+    (False, True, True, "packaged_descriptor"),
+    (False, True, False, "registered_entry"),
+    (False, False, True, "qemu_fallback"),
+    (None, False, False, "qemu_fallback"),
+])
+def test_decide_tier(native, present, descriptor, tier):
+    assert W.decide_tier(native, present, descriptor) == tier
+    assert tier in W.TIERS
+
+
+def test_restore_target():
+    s = W.empty_state("qemu-arm")
+    s["prior"] = {"present": True, "enabled": False}
+    assert W.restore_target(s) is False
+    s["prior"] = {"present": True, "enabled": True}
+    assert W.restore_target(s) is True
+    s["prior"] = {"present": False, "enabled": None}
+    assert W.restore_target(s) is None
+    s["adopted"] = True                 # registered mid-window: left as its registrant made it
+    assert W.restore_target(s) is True
+
+
+@pytest.mark.parametrize("bad", ["", "../x", "a/b", "-x", "x" * 65, "a b", 5])
+def test_bad_lease_ids(bad):
+    with pytest.raises(W.WindowError, match="lease_id"):
+        W.validate_lease_id(bad)
+
+
+def test_good_lease_ids():
+    for good in ("build-1", "a", "job_7.step@host", W.new_lease_id()):
+        assert W.validate_lease_id(good) == good
+
+
+def test_write_private_is_atomic_and_0600(tmp_path):
+    path = str(tmp_path / "state.json")
+    W.write_private(path, "one")
+    W.write_private(path, "two")
+    assert open(path).read() == "two"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert os.listdir(str(tmp_path)) == ["state.json"]
+
+
+def test_secure_dir(tmp_path):
+    d = str(tmp_path / "run")
+    W.secure_dir(d)
+    assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
+    os.chmod(d, 0o755)
+    W.secure_dir(d)                       # tightened again
+    assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
+    link = str(tmp_path / "link")
+    os.symlink(d, link)
+    with pytest.raises(W.WindowError, match="symlink"):
+        W.secure_dir(link)
+
+
+def test_pid_liveness():
+    me = os.getpid()
+    start = W.proc_start_time(me)
+    assert W.pid_alive(me) and W.pid_alive(me, start)
+    assert not W.pid_alive(me, start + 1)           # same pid, another process: reuse detected
+    assert W.proc_start_time(2 ** 22 + 1) is None
+
+
+def test_run_probe_shapes():
+    ok = W.run_probe(["/bin/true"])
+    assert ok["native"] is True and ok["rc"] == 0 and ok["method"] == "direct"
+    bad = W.run_probe(["/bin/false"])
+    assert bad["native"] is False and bad["rc"] == 1 and "exited 1" in bad["reason"]
+    missing = W.run_probe(["/nonexistent/probe"])
+    assert missing["native"] is False and missing["rc"] is None and "could not run" in missing["reason"]
+
+
+def test_holder_source_is_installable():
+    """window.py finds its own and the holder's source (what the run dir gets)."""
+    src = W._module_source("_holder")
+    assert "nativearm-window-holder" in src and "import window" in src
+    assert "Invariants" in W._module_source("window")
