@@ -5,7 +5,7 @@
 
 Not imported by modules: ``window.py`` copies this file and itself into the
 root-only run directory (``code/<hash>/``) and runs
-``python -I -S _holder.py nativearm-window-holder LEASE CONFIG_JSON`` in a new
+``python -I -S _holder.py nativearm-window-holder KEY=VALUE...`` in a new
 session, stdio on /dev/null, with two pipe descriptors. The holder:
 
 1. takes LOCK_EX on its lease lock file (the kernel drops it when the holder
@@ -28,11 +28,13 @@ __metaclass__ = type
 
 import errno
 import fcntl
-import json
 import os
 import signal
 import sys
 import time
+
+# Only builtin modules above: the opener waits for "ready", so the holder
+# imports window.py (json, re, ...) only after answering it.
 
 _flags = {"end": None, "closed": False, "critical": False}
 
@@ -69,19 +71,31 @@ def _read_line(fd):
     return buf.decode("utf-8", "replace").strip()
 
 
-def _lock_entry(path, window_mod, deadline):
+class _Blocked(Exception):
+    pass
+
+
+def _lock_entry(path, deadline):
     """(fd, inode) with LOCK_SH on the entry, (None, None) when absent; raises
-    window_mod._Timeout when a foreign exclusive lock outlasts ``deadline``."""
+    _Blocked when a foreign exclusive lock outlasts ``deadline``."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None, None
-    try:
-        window_mod._flock(fd, fcntl.LOCK_SH, deadline)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd, os.fstat(fd).st_ino
+    delay = 0.002
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return fd, os.fstat(fd).st_ino
+        except (IOError, OSError) as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                os.close(fd)
+                raise
+        if time.time() >= deadline:
+            os.close(fd)
+            raise _Blocked()
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def _try_lock_entry(path):
@@ -115,14 +129,23 @@ def window_module():
     return _WINDOW["mod"]
 
 
+def parse_config(args):
+    """KEY=VALUE arguments (no json: it is slow to import)."""
+    config = {}
+    for arg in args:
+        key, _, value = arg.partition("=")
+        config[key] = value
+    for key in ("ctl_fd", "st_fd"):
+        config[key] = int(config[key])
+    config["lock_deadline"] = float(config["lock_deadline"])
+    return config
+
+
 def main(argv):
     if len(argv) < 4 or argv[1] != "nativearm-window-holder":
-        sys.stderr.write("usage: _holder.py nativearm-window-holder LEASE CONFIG_JSON\n")
+        sys.stderr.write("usage: _holder.py nativearm-window-holder KEY=VALUE...\n")
         return 2
-    config = json.loads(argv[3])
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import window as window_mod
-    _WINDOW["mod"] = window_mod
+    config = parse_config(argv[2:])
     signal.signal(signal.SIGUSR1, _on_usr1)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _on_term)
@@ -130,20 +153,30 @@ def main(argv):
 
     ctl, st = config["ctl_fd"], config["st_fd"]
     lease_id = config["lease_id"]
-    window = window_mod.Window(config["entry"], config["binfmt_misc"], config["run_dir"],
-                               instance_dir=config["instance_dir"])
+    entry_path = os.path.join(config["binfmt_misc"], config["entry"])
     lock_path = os.path.join(config["instance_dir"], config["lock"])
     lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     try:
-        entry_fd, seen_ino = _lock_entry(window.entry_path, window_mod, config["lock_deadline"])
-    except window_mod._Timeout:
+        entry_fd, seen_ino = _lock_entry(entry_path, config["lock_deadline"])
+    except _Blocked:
         _write(st, "blocked")
         os.unlink(lock_path)
         return 1
     _write(st, "ready")
+    # The opener now works under its mutex; import the protocol meanwhile, so
+    # the watch loop is running by the time the open returns.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import window as window_mod
+    _WINDOW["mod"] = window_mod
+    window = window_mod.Window(config["entry"], config["binfmt_misc"], config["run_dir"],
+                               instance_dir=config["instance_dir"])
     line = _read_line(ctl)
+    if line is not None and line.startswith("commit "):
+        os.close(ctl)
+        _write(st, "ok")
+        os.close(st)        # the opener waits for this end of file before it returns
     if line is None or not line.startswith("commit "):
         if line is None:            # the opener died: end our lease if it was recorded
             _end(window, lease_id, "opener_gone")
@@ -153,9 +186,6 @@ def main(argv):
             pass
         return 0
     mode = line.split()[1]
-    _write(st, "ok")
-    for fd in (ctl, st):
-        os.close(fd)
 
     state = window.load()
     record = state["leases"].get(lease_id) or {}

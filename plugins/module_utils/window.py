@@ -119,18 +119,16 @@ __metaclass__ = type
 
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import re
-import select
 import signal
 import stat
-import subprocess
 import sys
-import threading
 import time
-import uuid
+
+# subprocess, select, uuid, hashlib and threading are imported where used: a
+# holder imports this file, and its start-up time is part of every open.
 
 DEFAULT_RUN_DIR = "/run/nativearm-binfmt"
 DEFAULT_BINFMT_MISC = "/proc/sys/fs/binfmt_misc"
@@ -173,6 +171,7 @@ def validate_lease_id(lease_id):
 
 
 def new_lease_id():
+    import uuid
     return uuid.uuid4().hex[:16]
 
 
@@ -328,6 +327,7 @@ def _flock(fd, operation, deadline):
     except (IOError, OSError) as exc:
         if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
             raise
+    import threading
     if threading.current_thread() is threading.main_thread():
         def _alarm(signum, frame):
             raise _Timeout()
@@ -418,6 +418,7 @@ def write_private(path, data):
 
 def run_probe(argv, timeout=PROBE_TIMEOUT):
     """Run ``argv`` directly; the probe result dict {native, method, command, rc, output, reason}."""
+    import subprocess
     result = {"native": False, "method": "direct", "command": list(argv), "rc": None,
               "output": "", "reason": None}
     try:
@@ -485,6 +486,7 @@ class Holder(object):
         self._buf = b""
 
     def read_line(self, timeout):
+        import select
         deadline = time.time() + timeout
         while b"\n" not in self._buf:
             remaining = deadline - time.time()
@@ -499,6 +501,16 @@ class Holder(object):
             self._buf += chunk
         line, self._buf = self._buf.split(b"\n", 1)
         return line.decode("utf-8", "replace")
+
+    def wait_eof(self, timeout):
+        """Wait until the holder has closed its end of the status pipe."""
+        import select
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            ready, _, _ = select.select([self.st_r], [], [], max(deadline - time.time(), 0))
+            if ready and not os.read(self.st_r, 4096):
+                return True
+        return False
 
     def send(self, text):
         try:
@@ -517,6 +529,7 @@ class Holder(object):
 
     def dismiss(self):
         """Tell a holder that was never committed to go away (it never touched the state)."""
+        import subprocess
         self.send("abort")
         self.close_pipes()
         try:
@@ -750,6 +763,8 @@ class Window(object):
     # -- open ------------------------------------------------------------------
     def spawn_holder(self, lease_id, deadline):
         """Start a holder (outside the mutex) and wait for ``ready``."""
+        import subprocess
+        import uuid
         self.ensure_dirs()
         code_dir = self._install_code()
         nonce = uuid.uuid4().hex[:8]
@@ -759,8 +774,8 @@ class Window(object):
         config = {"entry": self.entry, "binfmt_misc": self.binfmt_misc, "run_dir": self.run_dir,
                   "instance_dir": self.dir, "lease_id": lease_id, "lock": lock_name,
                   "ctl_fd": ctl_r, "st_fd": st_w, "lock_deadline": deadline}
-        argv = [self.python, "-I", "-S", os.path.join(code_dir, "_holder.py"),
-                "nativearm-window-holder", lease_id, json.dumps(config, sort_keys=True)]
+        argv = [self.python, "-I", "-S", os.path.join(code_dir, "_holder.py"), "nativearm-window-holder"]
+        argv += ["%s=%s" % (k, config[k]) for k in sorted(config)]
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL, close_fds=True, pass_fds=(ctl_r, st_w),
@@ -791,6 +806,7 @@ class Window(object):
         raise WindowError("the lease holder (pid %d) did not start: %s" % (proc.pid, line or "no answer"))
 
     def _install_code(self):
+        import hashlib
         sources = {"window.py": _module_source("window"), "_holder.py": _module_source("_holder")}
         digest = hashlib.sha256("".join(sources[k] for k in sorted(sources)).encode("utf-8")).hexdigest()[:16]
         secure_dir(os.path.join(self.run_dir, "code"))
@@ -968,6 +984,7 @@ class Window(object):
             self.save(state)
             raise WindowError("the lease holder pid %d died before it was committed; the window was "
                               "recovered" % holder.pid)
+        holder.wait_eof(HOLDER_START_WAIT)
         holder.close_pipes()
         result = self._result(state, lease_id, changed=True, before=before)
         result["first"] = first
