@@ -93,16 +93,21 @@ def binfmt_support_to_definition(fields, name, buf_size=BINPRM_BUF_SIZE):
     """The normalised definition a binfmt-support format file registers.
 
     Raises BinfmtError naming the field for a file update-binfmts or the
-    kernel would refuse.
+    kernel would refuse. (A format with a ``detector``, or one sharing its
+    magic with another, is registered with binfmt-support's run-detectors as
+    the kernel's interpreter; the definition keeps the format's interpreter.)
     """
     if "magic" in fields and "extension" in fields:
         raise BinfmtError("extension", "a binfmt-support file has either magic or extension, not both")
     if "magic" not in fields and "extension" not in fields:
         raise BinfmtError("magic", "a binfmt-support file needs a magic or an extension line")
     flags = "".join(letter for key, letter in _SUPPORT_FLAGS if fields.get(key) == "yes")
+    if fields.get("detector") and "F" in flags:
+        raise BinfmtError("detector", "update-binfmts refuses a userspace detector with fix_binary yes")
     if "extension" in fields:
-        if fields.get("mask") or fields.get("offset") not in (None, "", "0"):
-            raise BinfmtError("mask", "offset and mask are only for magic formats, not extension")
+        for field in ("mask", "offset"):
+            if fields.get(field) not in (None, "", "0" if field == "offset" else ""):
+                raise BinfmtError(field, "is only for magic formats, not for an extension")
         return make_definition(name, fields.get("interpreter"), type="extension",
                                extension=fields["extension"], flags=flags, buf_size=buf_size)
     offset = fields.get("offset") or "0"

@@ -106,6 +106,8 @@ def test_binfmt_support_literal_magic_and_extension():
     ("package p\ninterpreter /bin/x\nmagic BC\noffset ten\n", "offset"),
     ("package p\ninterpreter /bin/x\nmagic BC\nmask \\xff\n", "mask"),
     ("package p\ninterpreter /bin/x\nextension jar\nmask \\xff\n", "mask"),
+    ("package p\ninterpreter /bin/x\nextension jar\noffset 2\n", "offset"),
+    ("package p\ninterpreter /bin/x\nmagic BC\ndetector /bin/d\nfix_binary yes\n", "detector"),
     ("package p\nmagic BC\n", "interpreter"),
     ("package p\ninterpreter bin/x\nmagic BC\n", "interpreter"),
 ])
