@@ -38,7 +38,26 @@ import ensurepip
 import subprocess
 import sys
 
+# get-pip.py's own options have no pip equivalent: drop them
+args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel")]
 ensurepip.bootstrap(upgrade=True)
-sys.exit(subprocess.call([sys.executable, "-m", "pip", "install"] + sys.argv[1:]))
+sys.exit(subprocess.call([sys.executable, "-m", "pip", "install"] + args))
 PY
+# ansible-test runs pip with a scrubbed environment (HOME and PATH only), so a CA bundle given
+# through PIP_CERT (TLS-intercepting networks) must also be in the user's pip config to reach PyPI.
+if [ -n "${PIP_CERT:-}" ]; then
+  "$PY" - "$PIP_CERT" <<'PY'
+import configparser, os, sys
+path = os.path.expanduser("~/.config/pip/pip.conf")
+conf = configparser.RawConfigParser()
+conf.read(path)
+if not conf.has_section("global"):
+    conf.add_section("global")
+if conf.get("global", "cert", fallback=None) != sys.argv[1]:
+    conf.set("global", "cert", sys.argv[1])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        conf.write(f)
+PY
+fi
 echo "setup: done ($ROOT)"

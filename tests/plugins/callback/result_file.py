@@ -13,6 +13,7 @@ description: Appends each task result to the file named by E(NATIVEARM_RESULT_FI
 
 import json
 import os
+import time
 
 from ansible.plugins.callback import CallbackBase
 
@@ -23,6 +24,13 @@ class CallbackModule(CallbackBase):
     CALLBACK_NAME = "result_file"
     CALLBACK_NEEDS_ENABLED = True
 
+    def __init__(self, *args, **kwargs):
+        super(CallbackModule, self).__init__(*args, **kwargs)
+        self._task_started = None
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        self._task_started = time.monotonic()
+
     def _dump(self, result, status):
         path = os.environ.get("NATIVEARM_RESULT_FILE")
         if not path:
@@ -30,6 +38,8 @@ class CallbackModule(CallbackBase):
         data = dict(result._result)
         data["_status"] = status
         data["_task"] = result._task.get_name()
+        if self._task_started is not None:
+            data["_seconds"] = time.monotonic() - self._task_started
         with open(path, "a") as f:
             f.write(json.dumps(data, default=str) + "\n")
 
