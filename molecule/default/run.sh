@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Run the molecule scenario `default` inside a private binfmt_misc sandbox
+# (tests/sandbox/nsrun.py): the machine's global binfmt_misc is never touched.
+#   bash molecule/default/run.sh [test|converge|verify|...]   (default: test)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export PATH="$PWD/.venv/bin:$PATH"
+python3 -c 'import sys; sys.path.insert(0, "tests"); import ansible_env; ansible_env.collections_path()'
+exec python3 tests/sandbox/nsrun.py -- molecule "${1:-test}" -s default "${@:2}"
