@@ -170,24 +170,12 @@ def _missing(method, reason):
 
 
 def entries_matching(header, file_name, entries):
-    """Names of the enabled entries that would claim a file, as the kernel matches them.
+    """Names of the enabled entries that would claim a file with this header and name.
 
     ``header`` is the file's first bytes, ``entries`` {name: parsed entry}.
     """
-    names = []
-    for name, entry in sorted(entries.items()):
-        if not entry.get("enabled"):
-            continue
-        if entry["type"] == "extension":
-            if file_name.endswith("." + entry["extension"]):
-                names.append(name)
-            continue
-        magic = bytes.fromhex(entry["magic"])
-        mask = bytes.fromhex(entry["mask"]) if entry["mask"] else b"\xff" * len(magic)
-        chunk = header[entry["offset"]:entry["offset"] + len(magic)]
-        if len(chunk) == len(magic) and all((c ^ g) & m == 0 for c, g, m in zip(chunk, magic, mask)):
-            names.append(name)
-    return names
+    return sorted(name for name, entry in entries.items()
+                  if entry.get("enabled") and kernel.matches(entry, header, file_name))
 
 
 def emulating_entries(program, binfmt_misc=DEFAULT_BINFMT_MISC):
