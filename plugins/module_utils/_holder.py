@@ -15,8 +15,10 @@ session, stdio on /dev/null, with two pipe descriptors. The holder:
    ``abort``; end of file before ``commit`` means the opener died, so it ends
    its lease itself (restoring the prior state if it was the last);
 3. watches every ``window.POLL`` seconds: ttl, owner_pid (pid + start time),
-   the entry's state and inode, re-asserting the mode's state through
-   ``Window.reassert`` when something changed it;
+   the entry's state and inode, and its lease lock file (a closer unlinks it
+   when it removes the record); when something changed the entry it imports
+   ``window.py`` and calls ``Window.reassert`` (under the mutex). A holder
+   that only watches never imports it: start-up and memory stay small;
 4. SIGUSR1 = "a closer already ended your lease": exit at once. SIGTERM,
    SIGINT, SIGHUP = end the lease properly, then exit.
 
@@ -33,8 +35,8 @@ import signal
 import sys
 import time
 
-# Only builtin modules above: the opener waits for "ready", so the holder
-# imports window.py (json, re, ...) only after answering it.
+# Only builtin modules above: window.py (json, re, ...) is imported only when
+# the holder has to act.
 
 _flags = {"end": None, "closed": False, "critical": False}
 
@@ -111,22 +113,68 @@ def _try_lock_entry(path):
     return fd
 
 
-def _end(window, lease_id, why):
-    _flags["critical"] = True
-    for _ in range(30):
-        try:
-            window.end_lease(lease_id, why)
-            break
-        except window_module().WindowError:
-            time.sleep(1)
-    os._exit(0)
+POLL = 0.05     # seconds; window.POLL
 
 
-_WINDOW = {}
+class _Protocol(object):
+    """window.py, imported only when the holder must act (re-assert, end):
+    a holder that only watches never pays for json, re and the rest."""
+
+    def __init__(self, config):
+        self.config = config
+        self.mod = None
+        self.window = None
+
+    def get(self):
+        if self.window is None:
+            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+            import window as mod
+            self.mod = mod
+            c = self.config
+            self.window = mod.Window(c["entry"], c["binfmt_misc"], c["run_dir"], instance_dir=c["instance_dir"])
+        return self.window
+
+    def end(self, lease_id, why):
+        """End our own lease (restores when last out), then exit."""
+        _flags["critical"] = True
+        window = self.get()
+        for _ in range(30):
+            try:
+                window.end_lease(lease_id, why)
+                break
+            except self.mod.WindowError:
+                time.sleep(1)
+        os._exit(0)
 
 
-def window_module():
-    return _WINDOW["mod"]
+def entry_status(path):
+    """(present, enabled, inode) of the entry: one open, fstat and read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return False, None, None
+        raise
+    try:
+        ino = os.fstat(fd).st_ino
+        first = os.read(fd, 64).split(b"\n", 1)[0]
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return False, None, None
+        raise
+    finally:
+        os.close(fd)
+    return True, first.strip() == b"enabled", ino
+
+
+def pid_alive(pid, start):
+    """window.pid_alive, without importing it."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (IOError, OSError, IndexError):
+        return False
+    return fields[0] != "Z" and (start is None or int(fields[19]) == start)
 
 
 def parse_config(args):
@@ -138,6 +186,9 @@ def parse_config(args):
     for key in ("ctl_fd", "st_fd"):
         config[key] = int(config[key])
     config["lock_deadline"] = float(config["lock_deadline"])
+    config["expires"] = float(config["expires"]) if config.get("expires") else None
+    config["owner_pid"] = int(config["owner_pid"]) if config.get("owner_pid") else None
+    config["owner_start"] = int(config["owner_start"]) if config.get("owner_start") else None
     return config
 
 
@@ -150,10 +201,12 @@ def main(argv):
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, _on_term)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    protocol = _Protocol(config)
 
     ctl, st = config["ctl_fd"], config["st_fd"]
     lease_id = config["lease_id"]
     entry_path = os.path.join(config["binfmt_misc"], config["entry"])
+    status_path = os.path.join(config["binfmt_misc"], "status")
     lock_path = os.path.join(config["instance_dir"], config["lock"])
     lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -165,57 +218,48 @@ def main(argv):
         os.unlink(lock_path)
         return 1
     _write(st, "ready")
-    # The opener now works under its mutex; import the protocol meanwhile, so
-    # the watch loop is running by the time the open returns.
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import window as window_mod
-    _WINDOW["mod"] = window_mod
-    window = window_mod.Window(config["entry"], config["binfmt_misc"], config["run_dir"],
-                               instance_dir=config["instance_dir"])
     line = _read_line(ctl)
-    if line is not None and line.startswith("commit "):
-        os.close(ctl)
-        _write(st, "ok")
-        os.close(st)        # the opener waits for this end of file before it returns
     if line is None or not line.startswith("commit "):
         if line is None:            # the opener died: end our lease if it was recorded
-            _end(window, lease_id, "opener_gone")
+            protocol.end(lease_id, "opener_gone")
         try:
             os.unlink(lock_path)
         except OSError:
             pass
         return 0
-    mode = line.split()[1]
+    os.close(ctl)
+    _write(st, "ok")
+    os.close(st)                    # the opener waits for this end of file before it returns
 
-    state = window.load()
-    record = state["leases"].get(lease_id) or {}
-    expires = record.get("expires")
-    owner_pid, owner_start = record.get("owner_pid"), record.get("owner_start")
-    want = window_mod.desired_enabled(mode)
-    status_path = os.path.join(window.binfmt_misc, "status")
+    mode = line.split()[1]
+    want = mode == "emulation"      # window.desired_enabled
+    expires, owner_pid, owner_start = config["expires"], config["owner_pid"], config["owner_start"]
     tick = 0
     while True:
         if _flags["closed"]:
             return 0
         if _flags["end"]:
-            _end(window, lease_id, _flags["end"])
-        now = time.time()
-        if expires is not None and now >= expires:
-            _end(window, lease_id, "ttl_expired")
+            protocol.end(lease_id, _flags["end"])
+        if expires is not None and time.time() >= expires:
+            protocol.end(lease_id, "ttl_expired")
         tick += 1
-        if owner_pid and tick % 5 == 0 and not window_mod.pid_alive(owner_pid, owner_start):
-            _end(window, lease_id, "owner_gone")
+        if owner_pid and tick % 5 == 0 and not pid_alive(owner_pid, owner_start):
+            protocol.end(lease_id, "owner_gone")
+        if tick % 20 == 0:
+            if not os.path.exists(status_path):
+                return 0            # the binfmt_misc instance itself is gone
+            if os.fstat(lock_fd).st_nlink == 0:
+                return 0            # a closer removed our record (and our lock file)
         try:
-            status = window.entry_status()
+            present, enabled, ino = entry_status(entry_path)
         except OSError:
-            status = None
-        if status is None or (tick % 20 == 0 and not os.path.exists(status_path)):
-            return 0                # the binfmt_misc instance itself is gone
-        if status["ino"] != seen_ino or (status["present"] and status["enabled"] != want):
+            present, enabled, ino = False, None, None
+        if ino != seen_ino or (present and enabled != want):
             _flags["critical"] = True
+            window = protocol.get()
             try:
                 still_open, ino = window.reassert(lease_id, mode, seen_ino)
-            except window_mod.WindowError:
+            except protocol.mod.WindowError:
                 still_open, ino = True, seen_ino
             _flags["critical"] = False
             if not still_open or _flags["closed"]:
@@ -223,17 +267,11 @@ def main(argv):
             if ino != seen_ino:
                 if entry_fd is not None:
                     os.close(entry_fd)
-                entry_fd = _try_lock_entry(window.entry_path) if ino is not None else None
+                entry_fd = _try_lock_entry(entry_path) if ino is not None else None
                 seen_ino = ino
         elif entry_fd is None and seen_ino is not None:
-            entry_fd = _try_lock_entry(window.entry_path)
-        if tick % 20 == 0:
-            try:
-                if lease_id not in window.load()["leases"]:
-                    return 0
-            except (OSError, ValueError):
-                pass
-        time.sleep(window_mod.POLL)
+            entry_fd = _try_lock_entry(entry_path)
+        time.sleep(POLL)
 
 
 if __name__ == "__main__":

@@ -761,7 +761,7 @@ class Window(object):
         return text
 
     # -- open ------------------------------------------------------------------
-    def spawn_holder(self, lease_id, deadline):
+    def spawn_holder(self, lease_id, deadline, expires=None, owner_pid=None, owner_start=None):
         """Start a holder (outside the mutex) and wait for ``ready``."""
         import subprocess
         import uuid
@@ -773,7 +773,8 @@ class Window(object):
         st_r, st_w = os.pipe()
         config = {"entry": self.entry, "binfmt_misc": self.binfmt_misc, "run_dir": self.run_dir,
                   "instance_dir": self.dir, "lease_id": lease_id, "lock": lock_name,
-                  "ctl_fd": ctl_r, "st_fd": st_w, "lock_deadline": deadline}
+                  "ctl_fd": ctl_r, "st_fd": st_w, "lock_deadline": deadline,
+                  "expires": expires or "", "owner_pid": owner_pid or "", "owner_start": owner_start or ""}
         argv = [self.python, "-I", "-S", os.path.join(code_dir, "_holder.py"), "nativearm-window-holder"]
         argv += ["%s=%s" % (k, config[k]) for k in sorted(config)]
         try:
@@ -850,7 +851,8 @@ class Window(object):
         if existing is not None:
             return existing
 
-        holder = self.spawn_holder(lease_id, deadline)
+        expires = round(start + ttl, 3) if ttl else None
+        holder = self.spawn_holder(lease_id, deadline, expires, owner_pid, owner_start)
         committed = False
         seq = None
         token = "%s-%d" % (lease_id, os.getpid())
@@ -872,7 +874,7 @@ class Window(object):
                     ok, blocker = admissible(state, mode, seq)
                     if ok:
                         state["waiters"].pop(token, None)
-                        result = self._admit(state, holder, mode, lease_id, ttl, owner_pid, owner_start,
+                        result = self._admit(state, holder, mode, lease_id, expires, owner_pid, owner_start,
                                              on_unsupported, probe, before)
                         committed = True
                         return result
@@ -883,7 +885,7 @@ class Window(object):
                             if ok:
                                 reason = ("native window not available after waiting %ss: %s"
                                           % (wait, self.holders_text(state)))
-                                result = self._admit(state, holder, "emulation", lease_id, ttl, owner_pid,
+                                result = self._admit(state, holder, "emulation", lease_id, expires, owner_pid,
                                                      owner_start, on_unsupported, probe, before,
                                                      reason=reason)
                                 committed = True
@@ -939,13 +941,12 @@ class Window(object):
         finally:
             self.release()
 
-    def _admit(self, state, holder, mode, lease_id, ttl, owner_pid, owner_start, on_unsupported, probe,
+    def _admit(self, state, holder, mode, lease_id, expires, owner_pid, owner_start, on_unsupported, probe,
                before, reason=None):
         """Admit the lease (caller holds the mutex and checked admissibility)."""
         now = time.time()
         record = {"mode": mode, "pid": holder.pid, "lock": holder.lock_name, "owner_pid": owner_pid,
-                  "owner_start": owner_start, "created": round(now, 3),
-                  "expires": round(now + ttl, 3) if ttl else None}
+                  "owner_start": owner_start, "created": round(now, 3), "expires": expires}
         first = state.get("mode") is None
         probe_result = None
         if first:
@@ -969,7 +970,7 @@ class Window(object):
                         self.save(state)
                         raise WindowError("%s: no native armhf window: %s; the entry was put back (%s)"
                                           % (self.entry, why, _describe_status(self.entry_status())))
-                    return self._admit(state, holder, "emulation", lease_id, ttl, owner_pid, owner_start,
+                    return self._admit(state, holder, "emulation", lease_id, expires, owner_pid, owner_start,
                                        on_unsupported, probe, before, reason=why)
                 state["native"] = True
             else:

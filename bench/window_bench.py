@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""Benchmark of native armhf windows (prints figures; never asserts on time).
+
+1. Raw protocol: open+close latency (p50/p99) of native leases through
+   window.py at 1, 8 and 32 concurrent workers (goal: p99 < 50 ms at 32).
+2. Module: wall time of a playbook that opens and closes a window with
+   nativearm.binfmt.native_armhf_window, over a playbook of two
+   ansible.builtin.ping tasks (goal: ratio <= 1.10).
+3. Re-assertion: time for a holder to put the entry back after an external
+   write of 1 (goal <= 0.2 s), and the holder's CPU use while idle.
+
+Everything runs against private binfmt_misc instances (Linux >= 6.7, root).
+
+    python bench/window_bench.py [--cycles 20] [--workers 1,8,32] [--playbook-runs 5]
+"""
+import argparse
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+from ansible_env import ansible_env, collections_path  # noqa: E402
+
+sys.path.insert(0, collections_path())
+
+from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm  # noqa: E402
+from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W  # noqa: E402
+from ansible_collections.nativearm.binfmt.plugins.module_utils.presets import preset  # noqa: E402
+from sandbox.instance import Instance  # noqa: E402
+
+ENTRY = "qemu-arm"
+
+
+def register(path):
+    magic, mask, offset = preset("arm")
+    bm.register(bm.make_definition(ENTRY, "/usr/bin/qemu-arm-static", magic=magic, mask=mask,
+                                   offset=offset, flags="F"), path)
+
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100.0 * (len(values) - 1))))]
+
+
+def _true():
+    return W.run_probe(["/bin/true"])
+
+
+def _worker(path, run_dir, cycles, start_at, out):
+    w = W.Window(ENTRY, path, run_dir)
+    while time.time() < start_at:
+        time.sleep(0.001)
+    both, opens, closes = [], [], []
+    for _ in range(cycles):
+        t0 = time.time()
+        lease = w.open("native", probe=_true, wait=120, ttl=600)
+        t1 = time.time()
+        w.close(lease["lease_id"])
+        t2 = time.time()
+        both.append((t2 - t0) * 1000)
+        opens.append((t1 - t0) * 1000)
+        closes.append((t2 - t1) * 1000)
+    out.put((both, opens, closes))
+
+
+def raw_protocol(workers_list, cycles):
+    print("== raw protocol: native open+close through window.py (ms)")
+    ctx = multiprocessing.get_context("fork")
+    rows = []
+    for workers in workers_list:
+        with Instance() as inst:
+            register(inst.path)
+            run_dir = tempfile.mkdtemp(prefix="nativearm-bench-")
+            # warm-up: installs the holder code in the run dir (and its bytecode)
+            w = W.Window(ENTRY, inst.path, run_dir)
+            w.close(w.open("native", probe=_true)["lease_id"])
+            out = ctx.Queue()
+            start_at = time.time() + 0.5
+            procs = [ctx.Process(target=_worker, args=(inst.path, run_dir, cycles, start_at, out))
+                     for _ in range(workers)]
+            for p in procs:
+                p.start()
+            both, opens, closes = [], [], []
+            for _ in procs:
+                b, o, c = out.get()
+                both += b
+                opens += o
+                closes += c
+            for p in procs:
+                p.join()
+        rows.append((workers, both, opens, closes))
+        print("  %2d workers x %d cycles: open+close p50 %6.1f p99 %6.1f | open p50 %6.1f p99 %6.1f | "
+              "close p50 %5.1f p99 %5.1f" % (workers, cycles, pct(both, 50), pct(both, 99), pct(opens, 50),
+                                             pct(opens, 99), pct(closes, 50), pct(closes, 99)))
+    last = rows[-1]
+    print("  goal p99 < 50 ms at %d workers: %.1f ms (%s)" % (last[0], pct(last[1], 99),
+                                                            "met" if pct(last[1], 99) < 50 else "NOT met"))
+    return rows
+
+
+WINDOW_PLAY = """- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Open
+      nativearm.binfmt.native_armhf_window:
+        state: open
+        probe: [/bin/true]
+        run_dir: %s
+        ttl: 600
+      register: w
+    - name: Close
+      nativearm.binfmt.native_armhf_window:
+        state: closed
+        lease_id: "{{ w.lease_id }}"
+        run_dir: %s
+"""
+
+PING_PLAY = """- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Ping one
+      ansible.builtin.ping:
+    - name: Ping two
+      ansible.builtin.ping:
+"""
+
+
+def module_ratio(runs):
+    print("== module: playbook open+close vs two ansible.builtin.ping tasks (wall seconds)")
+    env = ansible_env()
+    env.pop("ANSIBLE_CALLBACKS_ENABLED", None)
+    bin_dir = os.path.dirname(sys.executable)
+    with Instance() as inst:
+        register(inst.path)
+        tmp = tempfile.mkdtemp(prefix="nativearm-bench-")
+        run_dir = os.path.join(tmp, "run")
+        plays = {}
+        for name, text in (("window", WINDOW_PLAY % (run_dir, run_dir)), ("ping", PING_PLAY)):
+            plays[name] = os.path.join(tmp, name + ".yml")
+            with open(plays[name], "w") as f:
+                f.write(text)
+        times = {"window": [], "ping": []}
+        for i in range(runs + 1):
+            for name in ("ping", "window"):
+                argv = inst.nsenter([os.path.join(bin_dir, "ansible-playbook"), "-i", "localhost,",
+                                     "-c", "local", plays[name]])
+                t0 = time.time()
+                proc = subprocess.run(argv, env=env, capture_output=True, text=True)
+                elapsed = time.time() - t0
+                if proc.returncode != 0:
+                    print(proc.stdout[-2000:], proc.stderr[-2000:])
+                    raise SystemExit("%s playbook failed" % name)
+                if i:                              # the first round warms caches
+                    times[name].append(elapsed)
+        state = bm.read_entry(ENTRY, inst.path)["enabled"]
+    w, p = statistics.median(times["window"]), statistics.median(times["ping"])
+    print("  window open+close median %.2f s, two pings median %.2f s over %d runs" % (w, p, runs))
+    print("  ratio %.3f (goal <= 1.10: %s); entry after: %s"
+          % (w / p, "met" if w / p <= 1.10 else "NOT met", "enabled" if state else "disabled"))
+    return w / p
+
+
+def _cpu_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def reassert(samples, idle_seconds):
+    print("== re-assertion after an external 'echo 1' (seconds)")
+    with Instance() as inst:
+        register(inst.path)
+        run_dir = tempfile.mkdtemp(prefix="nativearm-bench-")
+        w = W.Window(ENTRY, inst.path, run_dir)
+        lease = w.open("native", probe=_true, ttl=600)
+        path = os.path.join(inst.path, ENTRY)
+        lat = []
+        for _ in range(samples):
+            time.sleep(0.13)                           # land at random points of the poll period
+            bm.set_enabled(ENTRY, True, inst.path)
+            t0 = time.time()
+            while True:
+                with open(path) as f:
+                    if f.readline().strip() == "disabled":
+                        break
+                time.sleep(0.0005)
+            lat.append(time.time() - t0)
+        pid = lease["holder_pid"]
+        hz = os.sysconf("SC_CLK_TCK")
+        c0, t0 = _cpu_ticks(pid), time.time()
+        time.sleep(idle_seconds)
+        c1, t1 = _cpu_ticks(pid), time.time()
+        w.close(lease["lease_id"])
+    cpu = (c1 - c0) / float(hz) / (t1 - t0) * 100
+    print("  %d samples: p50 %.3f p99 %.3f max %.3f (goal <= 0.2: %s)"
+          % (samples, pct(lat, 50), pct(lat, 99), max(lat), "met" if pct(lat, 99) <= 0.2 else "NOT met"))
+    print("  holder CPU while watching: %.2f%% of one CPU over %.0f s (poll every %.2f s)"
+          % (cpu, idle_seconds, W.POLL))
+    return lat, cpu
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cycles", type=int, default=20, help="open+close cycles per worker")
+    ap.add_argument("--workers", default="1,8,32")
+    ap.add_argument("--playbook-runs", type=int, default=5)
+    ap.add_argument("--reassert-samples", type=int, default=30)
+    ap.add_argument("--idle-seconds", type=float, default=10)
+    ap.add_argument("--skip", default="", help="comma list of raw,module,reassert to skip")
+    args = ap.parse_args(argv)
+    skip = set(filter(None, args.skip.split(",")))
+    print("host: %s, %d CPUs, python %s" % (os.uname().release, os.cpu_count(), sys.version.split()[0]))
+    if "raw" not in skip:
+        raw_protocol([int(x) for x in args.workers.split(",")], args.cycles)
+    if "module" not in skip:
+        module_ratio(args.playbook_runs)
+    if "reassert" not in skip:
+        reassert(args.reassert_samples, args.idle_seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
