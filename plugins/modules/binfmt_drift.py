@@ -21,7 +21,7 @@ description:
     are open) is the window working, not drift.
   - Every desired entry is validated before anything is read or changed; a bad one fails naming
     its index and field.
-  - Writes a machine-readable JSON report to O(report) when given (also in check mode: the report
+  - Writes a machine-readable JSON report to O(report) when given (also in check mode, because the report
     is the output of the check, not host state).
 author:
   - nativearm.binfmt contributors
@@ -109,7 +109,7 @@ drift:
         C(stale_window), C(foreign_lock), C(recreated_entry) for the window.
       type: str
     message: {description: What differs, in words., type: str}
-    steps: {description: Steps that remove it (unregister, register, enable, disable, restore)., type: list}
+    steps: {description: Steps that remove it (unregister, register, enable, disable, restore)., type: list, elements: str}
     expected: {description: The entry as it should be (null when it should be absent)., type: dict}
     actual: {description: The entry as it is (null when absent)., type: dict}
     fixed: {description: True when this run removed it., type: bool}

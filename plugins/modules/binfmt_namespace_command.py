@@ -21,7 +21,7 @@ description:
     it fails.
   - The host's binfmt_misc is never touched and no lock is taken, so concurrent builds cannot
     interfere with each other or with the host-wide native armhf window.
-  - What the command loses in the namespace, compared to a host-wide window:
+  - What the command loses in the namespace, compared to a host-wide window -
     it cannot create device nodes (C(mknod) of character or block devices fails), cannot load
     kernel modules or use loop devices; daemons that already run on the host (C(dockerd),
     C(buildkitd), C(systemd) services) stay outside the namespace and keep using the host's
@@ -91,8 +91,8 @@ options:
     default: /proc/sys/fs/binfmt_misc
 attributes:
   check_mode:
-    support: none
-    details: In check mode the command is not run and the task is skipped.
+    support: partial
+    details: In check mode the command is not run and the task is skipped (after the argument checks).
   diff_mode:
     support: none
   platform:
