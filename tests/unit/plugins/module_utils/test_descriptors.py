@@ -330,11 +330,12 @@ def test_find_descriptor(tmp_path):
 
 def test_scan_this_machine():
     """The real /usr/share/binfmts and binfmt.d of this machine parse without errors
-    (qemu-user-static is a test dependency, installed by the setup)."""
+    (qemu-user-static is a test dependency, installed by the setup; from Debian 13 on
+    the descriptors come from its qemu-user-binfmt dependency)."""
     records = ds.scan_descriptors()
     arm = [r for r in records if r["name"] == "qemu-arm"]
     assert {r["format"] for r in arm} == {"binfmt-support", "systemd"}
-    assert all(r["package"] == "qemu-user-static" and r["dpkg_package"] == "qemu-user-static" for r in arm)
+    assert all(r["dpkg_package"].startswith("qemu-user") and r["package"] == r["dpkg_package"] for r in arm)
     assert all(r["definition"]["magic"] == ARM_MAGIC for r in arm)
     assert [r for r in records if r["error"]] == []
 
