@@ -124,7 +124,7 @@ def plan_drift(desired, current, window_leases=None):
         name = want["name"]
         have = current.get(name)
         definition = want["definition"]
-        if have is not None:
+        if have is not None and definition is not None:
             # any packaged descriptor's definition is a legitimate registration
             definition = next((d for d in [definition] + want["alternatives"]
                                if binfmt_misc.same_definition(have, d)), definition)
