@@ -34,13 +34,13 @@ fi
 # this stand-in, placed where ansible-test caches it, does the same with ensurepip + pip.
 mkdir -p ~/.ansible/test/cache
 cat > ~/.ansible/test/cache/get_pip_24_2.py <<'PY'
-import ensurepip
 import subprocess
 import sys
 
-# get-pip.py's own options have no pip equivalent: drop them
+# get-pip.py's own options have no pip equivalent: drop them. ensurepip runs in a child process
+# because in-process it sets PIP_CONFIG_FILE=/dev/null, which would hide pip's config from pip.
 args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel")]
-ensurepip.bootstrap(upgrade=True)
+subprocess.check_call([sys.executable, "-m", "ensurepip", "--upgrade"])
 sys.exit(subprocess.call([sys.executable, "-m", "pip", "install"] + args))
 PY
 # ansible-test runs pip with a scrubbed environment (HOME and PATH only), so a CA bundle given

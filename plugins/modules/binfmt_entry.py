@@ -80,8 +80,8 @@ options:
     type: path
   flags:
     description:
-      - Kernel flag letters, any of C(P) (preserve argv0), C(O) (open binary), C(C) (credentials,
-        implies C(O)), C(F) (fix binary: the kernel opens the interpreter at registration).
+      - "Kernel flag letters, any of C(P) (preserve argv0), C(O) (open binary), C(C) (credentials,
+        implies C(O)), C(F) (fix binary: the kernel opens the interpreter at registration)."
       - Compared in the kernel's normal form, so V(CF) and V(OCF) are the same definition.
     type: str
     default: ''
