@@ -46,13 +46,14 @@ def packaged_definitions(dirs, names):
     return found
 
 
-def check(entry, path):
+def check(entry, path, run_dir=None):
     """Window health on ``entry``: {"leases": {"native": n, "emulation": m},
     "drift": [items], "facts": window facts}. Read-only."""
     if window is None:
         return {"leases": {}, "drift": [], "facts": {"checked": False,
                                                      "reason": "window protocol not available"}}
-    facts, _restored = window.window_facts(entry, path, repair=False, check_mode=True)
+    facts, _restored = window.window_facts(entry, path, run_dir or window.DEFAULT_RUN_DIR,
+                                          repair=False, check_mode=True)
     facts["checked"] = True
     live = [lease for lease in facts.get("leases") or [] if lease.get("alive")]
     leases = {"native": sum(1 for lease in live if lease["mode"] == "native"),
@@ -83,10 +84,11 @@ def _item(entry, kind, steps, message, actual=None):
             "fixed": False, "error": None, "message": message}
 
 
-def remediate(item, entry, path):
+def remediate(item, entry, path, run_dir=None):
     """Repair one window drift item (only a stale window can be repaired)."""
     if item["kind"] != "stale_window":
         raise RuntimeError("%s cannot be repaired by binfmt_drift: %s" % (item["kind"], item["message"]))
-    _facts, restored = window.window_facts(entry, path, repair=True, check_mode=False)
+    _facts, restored = window.window_facts(entry, path, run_dir or window.DEFAULT_RUN_DIR,
+                                           repair=True, check_mode=False)
     if not restored:
         raise RuntimeError("the stale window on %s could not be restored" % entry)

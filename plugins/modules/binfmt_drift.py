@@ -59,6 +59,11 @@ options:
       - Where binfmt_misc is mounted.
     type: path
     default: /proc/sys/fs/binfmt_misc
+  run_dir:
+    description:
+      - Where the native armhf window keeps its lease records (as for M(nativearm.binfmt.native_armhf_window)).
+    type: path
+    default: /run/nativearm-binfmt
   descriptor_dirs:
     description:
       - Directories searched for packaged descriptors (binfmt-support format in C(binfmts) dirs,
@@ -149,6 +154,7 @@ def build_module():
             window_entry=dict(type="str", default="qemu-arm"),
             report=dict(type="path"),
             binfmt_misc=dict(type="path", default=binfmt_misc.DEFAULT_PATH),
+            run_dir=dict(type="path", default="/run/nativearm-binfmt"),
             descriptor_dirs=dict(type="list", elements="path",
                                  default=["/usr/share/binfmts", "/etc/binfmt.d", "/run/binfmt.d",
                                           "/usr/lib/binfmt.d"]),
@@ -182,7 +188,7 @@ def main():
         module.fail_json(msg="binfmt_misc: nothing is mounted at %s; mount it (the build_host role "
                              "does) before checking drift" % path)
 
-    window = window_health.check(p["window_entry"], path) if p["window"] else {}
+    window = window_health.check(p["window_entry"], path, p["run_dir"]) if p["window"] else {}
     current = binfmt_misc.read_all_entries(path)
     items = drift.plan_drift(desired, current, {p["window_entry"]: window.get("leases") or {}})
     items.extend(window.get("drift") or [])
@@ -193,7 +199,7 @@ def main():
                 continue  # reported only (a foreign lock holder, an entry re-created mid-window)
             try:
                 if item["kind"] in window_health.KINDS:
-                    window_health.remediate(item, p["window_entry"], path)
+                    window_health.remediate(item, p["window_entry"], path, p["run_dir"])
                 else:
                     drift.apply_item(item, item["expected"], path)
                 item["fixed"] = bool(item["steps"])
