@@ -138,7 +138,7 @@ class _Protocol(object):
         """End our own lease (restores when last out), then exit."""
         _flags["critical"] = True
         window = self.get()
-        for _ in range(30):
+        for dummy in range(30):
             try:
                 window.end_lease(lease_id, why)
                 break
@@ -181,7 +181,7 @@ def parse_config(args):
     """KEY=VALUE arguments (no json: it is slow to import)."""
     config = {}
     for arg in args:
-        key, _, value = arg.partition("=")
+        key, value = arg.partition("=")[::2]
         config[key] = value
     for key in ("ctl_fd", "st_fd"):
         config[key] = int(config[key])
@@ -275,4 +275,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    raise SystemExit(main(sys.argv))

@@ -423,7 +423,7 @@ def run_probe(argv, timeout=PROBE_TIMEOUT):
               "output": "", "reason": None}
     try:
         proc = subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, timeout=timeout, close_fds=True)
+                              stderr=subprocess.STDOUT, timeout=timeout, close_fds=True, check=False)
     except OSError as exc:
         result["output"] = str(exc)
         result["reason"] = ("native probe %s could not run: %s (ENOEXEC means this kernel cannot run "
@@ -438,8 +438,8 @@ def run_probe(argv, timeout=PROBE_TIMEOUT):
     if proc.returncode == 0:
         result["native"] = True
     else:
-        result["reason"] = "native probe %s exited %d: %s" % (" ".join(argv), proc.returncode,
-                                                               result["output"].strip()[-300:])
+        result["reason"] = "native probe %s exited %d: %s" % (
+            " ".join(argv), proc.returncode, result["output"].strip()[-300:])
     return result
 
 
@@ -492,7 +492,7 @@ class Holder(object):
             remaining = deadline - time.time()
             if remaining <= 0:
                 return None
-            ready, _, _ = select.select([self.st_r], [], [], remaining)
+            ready = select.select([self.st_r], [], [], remaining)[0]
             if not ready:
                 continue
             chunk = os.read(self.st_r, 4096)
@@ -507,7 +507,7 @@ class Holder(object):
         import select
         deadline = time.time() + timeout
         while time.time() < deadline:
-            ready, _, _ = select.select([self.st_r], [], [], max(deadline - time.time(), 0))
+            ready = select.select([self.st_r], [], [], max(deadline - time.time(), 0))[0]
             if ready and not os.read(self.st_r, 4096):
                 return True
         return False
@@ -752,8 +752,8 @@ class Window(object):
             owner = ""
             if rec.get("owner_pid"):
                 owner = ", owner pid %d: %s" % (rec["owner_pid"], proc_cmdline(rec["owner_pid"]))
-            parts.append("%s lease %s (holder pid %d: %s%s)" % (rec["mode"], lease_id, rec["pid"],
-                                                                 proc_cmdline(rec["pid"]), owner))
+            parts.append("%s lease %s (holder pid %d: %s%s)" % (
+                rec["mode"], lease_id, rec["pid"], proc_cmdline(rec["pid"]), owner))
         text = "; ".join(parts) or "no leases"
         locks = self.entry_lock_holders()
         if locks:
@@ -881,7 +881,7 @@ class Window(object):
                     if time.time() >= deadline:
                         state["waiters"].pop(token, None)
                         if mode == "native" and on_unsupported == "emulate" and state.get("mode") != "native":
-                            ok, _ = admissible(state, "emulation", ignore_fairness=True)
+                            ok = admissible(state, "emulation", ignore_fairness=True)[0]
                             if ok:
                                 reason = ("native window not available after waiting %ss: %s"
                                           % (wait, self.holders_text(state)))

@@ -24,7 +24,7 @@ description:
   - The first native lease runs O(probe) with the entry disabled. If the probe fails the window is rolled
     back (prior state restored) before anything else can see it, then O(on_unsupported) decides.
 author:
-  - nativearm.binfmt contributors
+  - nativearm.binfmt contributors (@nativearm)
 options:
   state:
     description:
@@ -116,14 +116,18 @@ notes:
     must be registered, see the build_host role)."
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Reports what would happen; no holder is started, no record written, the entry untouched.
       The native probe is not run (it needs the entry disabled), so RV(native) may be null.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
     details: The entry's state, the window mode and the number of holders before and after.
   platform:
-    platforms: posix
+    description: Target OS/families that can be operated against.
+    support: N/A
+    platforms: linux
     details: Linux with binfmt_misc; run as root.
 """
 

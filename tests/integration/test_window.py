@@ -321,7 +321,7 @@ def test_no_starvation_under_native_load(host):
     opener still gets in, because new native joiners queue behind it."""
     from ansible_env import collections_path
     workers = [subprocess.Popen([W.sys.executable, "-c", FAIR_LOAD, collections_path(), host.path,
-                                 host.run_dir, "6"], stdout=subprocess.PIPE, text=True) for _ in range(4)]
+                                 host.run_dir, "6"], stdout=subprocess.PIPE, text=True) for dummy in range(4)]
     try:
         wait_for(lambda: host.facts()["lease_count"] >= 2, timeout=10)
         t0 = time.time()
@@ -516,3 +516,27 @@ def test_foreign_exclusive_flock_bounded_wait_names_it(host):
     a = open_native(host, wait=5)
     assert host.entry() == "disabled"
     host.window().close(a["lease_id"])
+
+
+def test_opener_death_before_commit_ends_the_lease(host):
+    """An opener killed mid-admission (prior recorded, entry written, no
+    commit yet): its holder sees end of file and ends the lease itself."""
+    w = host.window()
+    holder = w.spawn_holder("orphan", time.time() + 5)
+    w.acquire()
+    try:
+        state = w.load()
+        state.update(mode="native", prior={"present": True, "enabled": True}, entry_ino=host.ino())
+        state["leases"]["orphan"] = {"mode": "native", "pid": holder.pid, "lock": holder.lock_name,
+                                     "owner_pid": None, "owner_start": None, "created": time.time(),
+                                     "expires": None}
+        w.save(state)
+        w.set_enabled(False)
+    finally:
+        w.release()
+    holder.close_pipes()                      # the opener "dies" here: no commit ever comes
+    wait_for(lambda: host.entry() == "enabled", timeout=5)
+    facts = host.facts()
+    assert facts["lease_count"] == 0 and facts["prior_state"] is None
+    assert "opener_gone" in [e["event"] for e in facts["events"]]
+    wait_for(lambda: gone(holder.pid))

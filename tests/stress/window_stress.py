@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Stress the native armhf window protocol on the real kernel.
 
 N worker processes each run M open/close cycles in mixed modes against one
@@ -68,7 +67,7 @@ def worker(index, path, run_dir, cycles, kill_rate, native_share, hold_ms, out):
     w = W.Window(ENTRY, path, run_dir)
     stats = {"cycles": 0, "native": 0, "emulation": 0, "kills": 0, "left_stale": 0, "errors": 0,
              "violations": 0, "checks": 0, "open_ms": [], "close_ms": [], "messages": []}
-    for _ in range(cycles):
+    for dummy in range(cycles):
         mode = "native" if rnd.random() < native_share else "emulation"
         t0 = time.time()
         try:
@@ -186,7 +185,7 @@ def run(workers=8, cycles=25, kill_rate=0.05, native_share=0.7, hold_ms=20, prio
         # what binfmt_info does: recover windows left stale by killed holders
         facts, restored = W.window_facts(ENTRY, inst.path, run_dir, repair=True)
         final = _entry_enabled(inst.path)
-        leftover = [pid for pid in _holders(run_dir)]
+        leftover = _holders(run_dir)
         events = facts.get("events") or []
         for pid in leftover:
             os.kill(pid, signal.SIGKILL)
@@ -235,7 +234,7 @@ def _holders(run_dir):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--cycles", type=int, default=25, help="open/close cycles per worker")
     ap.add_argument("--kill-rate", type=float, default=0.05, help="share of holders SIGKILLed")
