@@ -388,10 +388,15 @@ def binfmt_support_record(path, database=False):
     return record
 
 
-def read_binfmt_d_dirs(binfmt_d_dirs=BINFMT_D_DIRS):
-    """A record per register line (or per unreadable file) in the binfmt.d directories."""
+def read_binfmt_d_dirs(binfmt_d_dirs=BINFMT_D_DIRS, name=None):
+    """A record per register line (or per empty or unreadable file) in the binfmt.d directories.
+
+    With ``name``, only the records about that entry: files named NAME.conf and
+    lines registering NAME (other files are not parsed).
+    """
     records = []
     for file_name, path, overridden_by in binfmt_d_files(binfmt_d_dirs):
+        own_file = name is None or file_name == name + ".conf"
         base = {"path": path, "format": "systemd", "name": file_name[:-len(".conf")],
                 "definition": None, "package": None, "managed": False,
                 "effective": overridden_by is None, "overridden_by": overridden_by,
@@ -399,18 +404,29 @@ def read_binfmt_d_dirs(binfmt_d_dirs=BINFMT_D_DIRS):
         try:
             text = _read_text(path)
         except OSError as exc:
-            base["error"] = str(exc)
-            records.append(base)
+            if own_file:
+                records.append(dict(base, error=str(exc)))
+            continue
+        if not own_file and name not in text:
             continue
         base["managed"] = text.startswith(BINFMT_D_HEADER.splitlines()[0])
         lines = parse_binfmt_d(text)
-        if not lines:
+        if not lines and own_file:
             records.append(base)
         for parsed in lines:
             record = dict(base)
             record.update(parsed)
             record["name"] = parsed["name"] or base["name"]
-            records.append(record)
+            if own_file or record["name"] == name:
+                records.append(record)
+    return records
+
+
+def _add_owners(records, dpkg_query):
+    owners = dpkg_owners(sorted(set(r["path"] for r in records)), dpkg_query) if dpkg_query else {}
+    for record in records:
+        record["dpkg_package"] = owners.get(record["path"])
+        record["package"] = record["dpkg_package"] or record["package"]
     return records
 
 
@@ -419,14 +435,10 @@ def scan_descriptors(binfmts_dir=BINFMTS_DIR, binfmt_d_dirs=BINFMT_D_DIRS, dpkg_
 
     One record per binfmt-support file and per binfmt.d register line; see
     read_binfmt_support_dir and read_binfmt_d_dirs for the keys. ``package``
-    is dpkg's owner of the file, else (binfmt-support) the package line.
+    is dpkg's owner of the file, else (binfmt-support) the package line;
+    ``dpkg_query=None`` skips dpkg (about 0.15 s on a typical host).
     """
-    records = read_binfmt_support_dir(binfmts_dir) + read_binfmt_d_dirs(binfmt_d_dirs)
-    owners = dpkg_owners(sorted(set(r["path"] for r in records)), dpkg_query) if dpkg_query else {}
-    for record in records:
-        record["dpkg_package"] = owners.get(record["path"])
-        record["package"] = record["dpkg_package"] or record["package"]
-    return records
+    return _add_owners(read_binfmt_support_dir(binfmts_dir) + read_binfmt_d_dirs(binfmt_d_dirs), dpkg_query)
 
 
 def find_descriptor(name, binfmts_dir=BINFMTS_DIR, binfmt_d_dirs=BINFMT_D_DIRS, dpkg_query="dpkg-query"):
@@ -437,11 +449,4 @@ def find_descriptor(name, binfmts_dir=BINFMTS_DIR, binfmt_d_dirs=BINFMT_D_DIRS, 
     """
     path = os.path.join(binfmts_dir, name)
     records = [binfmt_support_record(path)] if os.path.isfile(path) else []
-    for record in read_binfmt_d_dirs(binfmt_d_dirs):
-        if record["name"] == name or os.path.basename(record["path"]) == name + ".conf":
-            records.append(record)
-    owners = dpkg_owners(sorted(set(r["path"] for r in records)), dpkg_query) if dpkg_query else {}
-    for record in records:
-        record["dpkg_package"] = owners.get(record["path"])
-        record["package"] = record["dpkg_package"] or record["package"]
-    return records
+    return _add_owners(records + read_binfmt_d_dirs(binfmt_d_dirs, name), dpkg_query)

@@ -319,6 +319,8 @@ def test_find_descriptor(tmp_path):
     write(os.path.join(binfmts, "qemu-aarch64"), ds.render_binfmt_support(definition("aarch64")))
     write(os.path.join(usr, "qemu-arm.conf"), QEMU_ARM_CONF)
     write(os.path.join(etc, "arm-under-another-name.conf"), ds.render_binfmt_d(definition()))
+    write(os.path.join(usr, "qemu-armeb.conf"), ds.render_binfmt_d(definition("armeb")))  # "qemu-arm" in its text
+    write(os.path.join(usr, "unreadable-elsewhere.conf"), "# mentions qemu-arm in a comment only\n")
     found = ds.find_descriptor("qemu-arm", binfmts, (etc, usr), dpkg_query=None)
     assert [(r["format"], r["path"]) for r in found] == [
         ("binfmt-support", os.path.join(binfmts, "qemu-arm")),
@@ -326,6 +328,12 @@ def test_find_descriptor(tmp_path):
         ("systemd", os.path.join(usr, "qemu-arm.conf"))]
     assert found[0]["package"] == "qemu-user-static"
     assert ds.find_descriptor("qemu-riscv64", binfmts, (etc, usr), dpkg_query=None) == []
+    os.symlink(os.devnull, os.path.join(etc, "qemu-arm.conf"))
+    masked = ds.find_descriptor("qemu-arm", binfmts, (etc, usr), dpkg_query=None)
+    assert [(r["path"], r["effective"], r["masked"]) for r in masked[1:]] == [
+        (os.path.join(etc, "arm-under-another-name.conf"), True, False),
+        (os.path.join(etc, "qemu-arm.conf"), True, True),
+        (os.path.join(usr, "qemu-arm.conf"), False, False)]
 
 
 def test_scan_this_machine():
