@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark (not a test): wall time of a no-change binfmt_entry task vs an ansible.builtin.ping task.
 
 Both run on localhost in one playbook, interleaved, inside a private binfmt_misc instance

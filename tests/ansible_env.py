@@ -67,7 +67,7 @@ def run_module(module, args, check=False, diff=False, wrap=None, env=None, timeo
     if wrap:
         argv = wrap(argv)
     try:
-        proc = subprocess.run(argv, env=ansible_env(result_file, env), capture_output=True,
+        proc = subprocess.run(argv, check=False, env=ansible_env(result_file, env), capture_output=True,
                               text=True, timeout=timeout)
         results = read_results(result_file)
     finally:
@@ -97,7 +97,7 @@ def run_playbook(playbook, extra_vars=None, check=False, diff=False, wrap=None, 
     if wrap:
         argv = wrap(argv)
     try:
-        proc = subprocess.run(argv, env=ansible_env(result_file, env), capture_output=True,
+        proc = subprocess.run(argv, check=False, env=ansible_env(result_file, env), capture_output=True,
                               text=True, timeout=timeout)
         results = read_results(result_file) if os.path.getsize(result_file) else []
     finally:

@@ -24,7 +24,7 @@ description:
   - Every input is validated as the kernel validates it before anything is changed; a bad value fails
     with a message naming the option and leaves the host unchanged.
 author:
-  - nativearm.binfmt contributors
+  - nativearm.binfmt contributors (@nativearm)
 options:
   name:
     description:
@@ -131,13 +131,15 @@ options:
       - Directory for systemd binfmt.d files written by this module.
     type: path
     default: /etc/binfmt.d
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: full
   platform:
-    platforms: linux
+    platforms: posix
 notes:
   - Runs on the managed host with the Python standard library only.
   - Re-registering an entry gives it a new inode; native armhf windows held on the old inode notice

@@ -25,7 +25,7 @@ description:
     SIGKILL or the OOM killer. The module puts the prior state back and only then reports
     C(changed=true). In check mode the stale window is reported and left alone.
 author:
-  - nativearm.binfmt contributors
+  - nativearm.binfmt contributors (@nativearm)
 options:
   binfmt_misc:
     description: Where binfmt_misc is mounted.
@@ -63,13 +63,15 @@ options:
     description: Restore the prior state of a stale window (see the description).
     type: bool
     default: true
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: none
   platform:
-    platforms: linux
+    platforms: posix
 seealso:
   - module: nativearm.binfmt.binfmt_entry
   - module: nativearm.binfmt.native_armhf_window

@@ -150,8 +150,8 @@ def test_mounts_binfmt_misc_when_missing(tmp_path):
     script = ("ansible localhost -i localhost, -c local -m nativearm.binfmt.binfmt_entry -a '%s' >/dev/null; "
               "cat /proc/sys/fs/binfmt_misc/status")
     args = '{"name": "t", "magic": "6162", "interpreter": "/bin/true"}'
-    proc = subprocess.run([sys.executable, NSRUN, "--no-mount", "--", "sh", "-c", script % args],
-                          env=ansible_env(str(result_file)), capture_output=True, text=True, timeout=120)
+    argv = [sys.executable, NSRUN, "--no-mount", "--", "sh", "-c", script % args]
+    proc = subprocess.run(argv, check=False, env=ansible_env(str(result_file)), capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "enabled", proc.stderr
     assert '"mounted": true' in result_file.read_text()
 
@@ -270,7 +270,7 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("bad,field", BAD_INPUTS, ids=["%02d-%s" % (i, f) for i, (_, f) in enumerate(BAD_INPUTS)])
+@pytest.mark.parametrize("bad,field", BAD_INPUTS, ids=["%02d-%s" % (i, case[1]) for i, case in enumerate(BAD_INPUTS)])
 def test_bad_input_fails_naming_field_and_changes_nothing(instance, tmp_path, bad, field):
     d = dirs(tmp_path)
     entry_module(instance, persist="systemd", **dict(qemu_arm(enabled=False), **d))

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Run a command inside a private binfmt_misc instance (Linux >= 6.7).
 
 The command runs in a new user + mount namespace whose uid and gid maps are the

@@ -174,10 +174,8 @@ def test_make_definition_names_the_bad_field(kwargs, field):
     args = dict(name="t", interpreter="/bin/x", type="magic", magic="6162", mask=None, offset=0,
                 extension=None, flags="")
     args.update(kwargs)
-    name = args.pop("name")
-    interpreter = args.pop("interpreter")
     with pytest.raises(bm.BinfmtError) as err:
-        bm.make_definition(name, interpreter, **args)
+        bm.make_definition(**args)
     assert err.value.field == field
 
 
