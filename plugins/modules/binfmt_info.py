@@ -166,29 +166,17 @@ def read_abi(abi_dir=ABI_DIR):
     return values
 
 
-def catching_entries(entries, argv):
-    """Enabled entries that would take over the probe binary if it ran directly."""
-    try:
-        with open(argv[0], "rb") as f:
-            header = f.read(bm.BINPRM_BUF_SIZE)
-    except (IOError, OSError, IndexError):
-        return []
-    return sorted(name for name, entry in entries.items()
-                  if entry["enabled"] and bm.matches(entry, header, os.path.basename(argv[0])))
-
-
-def native_armhf(entries, command, host):
+def native_armhf(path, command, host):
     """Probe without touching the host's entries: the namespace method where the kernel has it;
-    otherwise a direct run, which is only conclusive when no enabled entry would catch it."""
+    otherwise a direct run, which probe.direct_probe refuses while an enabled entry would catch it."""
     result = probe.namespace_probe(command, facts=host)
     if result.get("available", True):
         return result
-    catching = catching_entries(entries, probe.select_probe(command)[1] or [])
-    if catching:
-        result["reason"] = ("%s; %s would catch a direct probe, so only a native window "
-                            "(nativearm.binfmt.native_armhf_window) can tell" % (result["reason"], ", ".join(catching)))
-        return result
-    return probe.direct_probe(command, facts=host)
+    direct = probe.direct_probe(command, facts=host, binfmt_misc=path)
+    if direct.get("caught_by"):
+        direct["reason"] = "%s; %s; only a native window (nativearm.binfmt.native_armhf_window) can tell" % (
+            result["reason"], direct["reason"])
+    return direct
 
 
 def main():
@@ -222,7 +210,7 @@ def main():
                                                  module.get_bin_path("dpkg-query")),
         host=host,
         abi=read_abi(),
-        native_armhf=native_armhf(entries, p["probe_command"], host) if p["probe"] else None,
+        native_armhf=native_armhf(path, p["probe_command"], host) if p["probe"] else None,
         window=window,
     )
 
