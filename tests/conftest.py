@@ -32,6 +32,22 @@ def pytest_configure(config):
     config._nativearm_global_before = global_binfmt_state()
 
 
+_BAD_INPUT = {"passed": 0, "failed": 0}
+
+
+def pytest_runtest_logreport(report):
+    """Count the bad-input cases (tests whose name says bad_input) for the closing summary."""
+    if report.when == "call" and "bad_input" in report.nodeid and "[" in report.nodeid:
+        _BAD_INPUT["passed" if report.passed else "failed"] += 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if any(_BAD_INPUT.values()):
+        terminalreporter.write_line(
+            "bad inputs: %(passed)d refused with a message naming the field and the host left byte-identical, "
+            "%(failed)d failed" % _BAD_INPUT)
+
+
 def pytest_sessionfinish(session, exitstatus):
     before = session.config._nativearm_global_before
     after = global_binfmt_state()
