@@ -136,7 +136,7 @@ DEFAULT_ENTRY = "qemu-arm"
 DEFAULT_PROBE = ["/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3", "--help"]
 MODES = ("native", "emulation")
 POLL = 0.05              # holder watch period and waiter retry period (seconds)
-MUTEX_MIN_WAIT = 10.0    # the mutex is only held briefly by our own processes
+MUTEX_MIN_WAIT = 45.0    # held briefly by our own processes; at most a probe (30 s timeout) long
 HOLDER_START_WAIT = 20.0  # python start-up of a holder, on a loaded machine
 PROBE_TIMEOUT = 60
 MAX_EVENTS = 50
@@ -945,7 +945,8 @@ class Window(object):
                before, reason=None):
         """Admit the lease (caller holds the mutex and checked admissibility)."""
         now = time.time()
-        record = {"mode": mode, "pid": holder.pid, "lock": holder.lock_name, "owner_pid": owner_pid,
+        record = {"mode": mode, "pid": holder.pid, "start": proc_start_time(holder.pid),
+                  "lock": holder.lock_name, "owner_pid": owner_pid,
                   "owner_start": owner_start, "created": round(now, 3), "expires": expires}
         first = state.get("mode") is None
         probe_result = None
@@ -1095,7 +1096,7 @@ class Window(object):
 
     def _wait_lock_free(self, record, timeout):
         end = time.time() + timeout
-        while time.time() < end and pid_alive(record["pid"]) and _holds_lock(record["pid"]):
+        while time.time() < end and pid_alive(record["pid"], record.get("start")) and _holds_lock(record["pid"]):
             time.sleep(0.005)
 
     def _closed_result(self, state, lease_id, record, changed, restored, before, after=None):
@@ -1214,7 +1215,7 @@ def _holds_lock(pid):
 def _stop_holder(record):
     """Tell a live holder its lease was closed for it (SIGUSR1: exit, touch nothing)."""
     pid = record.get("pid")
-    if pid and pid_alive(pid):
+    if pid and pid_alive(pid, record.get("start")):
         try:
             os.kill(pid, signal.SIGUSR1)
         except OSError:
