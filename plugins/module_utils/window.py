@@ -874,8 +874,14 @@ class Window(object):
                     ok, blocker = admissible(state, mode, seq)
                     if ok:
                         state["waiters"].pop(token, None)
-                        result = self._admit(state, holder, mode, lease_id, expires, owner_pid, owner_start,
-                                             on_unsupported, probe, before)
+                        try:
+                            result = self._admit(state, holder, mode, lease_id, expires, owner_pid,
+                                                 owner_start, on_unsupported, probe, before)
+                        except WindowError:
+                            raise
+                        except Exception:
+                            self._abandon(lease_id)
+                            raise
                         committed = True
                         return result
                     if time.time() >= deadline:
@@ -913,6 +919,17 @@ class Window(object):
                 if seq is not None:
                     self._forget_waiter(token)
 
+    def _abandon(self, lease_id):
+        """An unexpected error during admission (mutex held): take the lease
+        out again and restore if it was the first, as far as possible."""
+        try:
+            state = self.load()
+            if lease_id in state["leases"]:
+                self._remove_lease(state, lease_id, "open_failed")
+                self.save(state)
+        except Exception:      # the original error is the one to report; recovery will retry
+            pass
+
     def _forget_waiter(self, token):
         try:
             self.acquire()
@@ -926,7 +943,10 @@ class Window(object):
             self.release()
 
     def _existing(self, lease_id, deadline):
-        if not os.path.exists(self.state_path):
+        try:                        # records are replaced atomically: a lock-free look first
+            if lease_id not in self.load()["leases"]:
+                return None
+        except (IOError, OSError, ValueError):
             return None
         self.acquire(deadline)
         try:
