@@ -1,0 +1,270 @@
+"""The roles and playbooks on the real kernel, each test in its own private
+binfmt_misc instance playing a build host. Packages are the machine's real
+ones (installed by scripts/setup.sh); apt itself runs in the molecule scenario,
+so here build_host_install_packages is false to keep the tests quick.
+
+Descriptor directories are hidden, and os-release replaced, with mounts made
+inside the instance's own mount namespace: the machine's files never change.
+"""
+import os
+import re
+
+import pytest
+
+from ansible_env import ROOT, run_module, run_playbook
+from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
+from ansible_collections.nativearm.binfmt.plugins.module_utils.presets import preset
+
+MACHINE = os.uname().machine
+PLAYBOOKS = os.path.join(ROOT, "playbooks")
+DESCRIPTOR_DIRS = ("/usr/share/binfmts", "/usr/lib/binfmt.d", "/etc/binfmt.d")
+
+
+def playbook(name, instance, extra=None, check=False, fqcn=False):
+    path = "nativearm.binfmt." + name if fqcn else os.path.join(PLAYBOOKS, name + ".yml")
+    proc, results = run_playbook(path, extra_vars=extra, check=check, wrap=instance.nsenter,
+                                 args=["-e", "ansible_python_interpreter=" + os.path.join(ROOT, ".venv/bin/python")])
+    return proc, results
+
+
+def recap(proc):
+    match = re.search(r"ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", proc.stdout)
+    assert match, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return dict(zip(("ok", "changed", "unreachable", "failed"), map(int, match.groups())))
+
+
+def messages(results):
+    return [r.get("msg") for r in results if isinstance(r.get("msg"), str)]
+
+
+def hide_descriptors(instance):
+    for path in DESCRIPTOR_DIRS:
+        instance.run(["mount", "-t", "tmpfs", "nativearm-test", path], check=True)
+
+
+def base_vars(tmp_path, **more):
+    run_dir = str(tmp_path / "run")
+    values = {"build_host_install_packages": False, "build_host_run_dir": run_dir,
+              "native_armhf_build_run_dir": run_dir, "binfmt_drift_run_dir": run_dir,
+              "binfmt_drift_report_path": str(tmp_path / "drift.json")}
+    values.update(more)
+    return values
+
+
+# ---------------------------------------------------------------------------
+# build_host: the four tiers
+# ---------------------------------------------------------------------------
+
+def test_tier1_packaged_descriptor_loaded_as_packaged_and_idempotent(instance, tmp_path):
+    proc, results = playbook("provision", instance, base_vars(tmp_path), fqcn=True)
+    assert recap(proc)["failed"] == 0 and recap(proc)["changed"] == 1
+    entry = bm.read_entry("qemu-arm", instance.path)
+    with open("/usr/share/binfmts/qemu-arm") as f:
+        descriptor = f.read()
+    assert "interpreter %s\n" % entry["interpreter"] in descriptor  # exactly the packaged one
+    assert entry["enabled"] is True
+    summary = [m for m in messages(results) if "[tier " in m]
+    assert len(summary) == 1 and "tier packaged_descriptor" in summary[0]
+    assert "qemu-arm enabled" in summary[0]
+    if MACHINE == "x86_64":
+        assert entry["interpreter"] == "/usr/libexec/qemu-binfmt/arm-binfmt-P" and entry["flags"] == "PF"
+        assert "native armhf NO" in summary[0] and "x86_64" in summary[0]
+    before = instance.snapshot()
+    proc, _ = playbook("provision", instance, base_vars(tmp_path))
+    assert recap(proc)["changed"] == 0 and recap(proc)["failed"] == 0
+    assert instance.snapshot() == before
+
+
+def test_tier1_entry_disabled_by_an_open_native_lease_is_left_alone(instance, tmp_path):
+    playbook("provision", instance, base_vars(tmp_path))
+    lease = run_module("native_armhf_window", {"state": "open", "probe": ["/bin/true"], "ttl": 300,
+                                               "run_dir": str(tmp_path / "run")}, wrap=instance.nsenter)
+    assert lease.get("lease_id") and lease["native"] is True, lease
+    try:
+        assert bm.read_entry("qemu-arm", instance.path)["enabled"] is False
+        before = instance.snapshot()
+        proc, results = playbook("provision", instance, base_vars(tmp_path))
+        assert recap(proc)["changed"] == 0 and recap(proc)["failed"] == 0
+        assert instance.snapshot() == before
+        assert any("disabled by 1 open native lease(s)" in m for m in messages(results))
+    finally:
+        closed = run_module("native_armhf_window", {"state": "closed", "lease_id": lease["lease_id"],
+                                                    "run_dir": str(tmp_path / "run")}, wrap=instance.nsenter)
+    assert closed["restored"] is True
+    assert bm.read_entry("qemu-arm", instance.path)["enabled"] is True
+
+
+def test_tier2_registered_entry_without_descriptor_is_enabled_not_rewritten(instance, tmp_path):
+    hide_descriptors(instance)
+    magic, mask, offset = preset("arm")
+    bm.register(bm.make_definition("qemu-arm", "/usr/bin/qemu-arm-static", magic=magic, mask=mask,
+                                   offset=offset, flags="OF"), instance.path)
+    bm.set_enabled("qemu-arm", False, instance.path)
+    proc, results = playbook("provision", instance, base_vars(tmp_path))
+    assert recap(proc)["failed"] == 0 and recap(proc)["changed"] == 1
+    entry = bm.read_entry("qemu-arm", instance.path)
+    assert entry["enabled"] is True and entry["flags"] == "OF"
+    assert any("tier registered_entry" in m for m in messages(results))
+
+
+def test_tier3_native_probe_registers_nothing(instance, tmp_path):
+    hide_descriptors(instance)
+    proc, results = playbook("provision", instance, base_vars(tmp_path, build_host_probe=["/bin/true"]))
+    assert recap(proc)["failed"] == 0 and recap(proc)["changed"] == 0
+    assert instance.snapshot() == {"status": "enabled\n"}
+    summary = [m for m in messages(results) if "[tier " in m][0]
+    assert "native armhf YES" in summary and "tier native_probe" in summary
+    assert "absent (not needed" in summary
+
+
+def test_tier4_qemu_fallback_registers_qemu_arm_static_with_flag_f(instance, tmp_path):
+    hide_descriptors(instance)
+    proc, results = playbook("provision", instance, base_vars(tmp_path))
+    assert recap(proc)["failed"] == 0 and recap(proc)["changed"] == 1, proc.stdout[-3000:]
+    entry = bm.read_entry("qemu-arm", instance.path)
+    assert (entry["interpreter"], entry["flags"], entry["enabled"]) == ("/usr/bin/qemu-arm-static", "F", True)
+    persisted = instance.run(["cat", "/etc/binfmt.d/qemu-arm.conf"], check=True).stdout
+    assert ":qemu-arm:M:" in persisted and "/usr/bin/qemu-arm-static:F" in persisted
+    assert any("tier qemu_fallback" in m for m in messages(results))
+    before = instance.snapshot()
+    proc, results = playbook("provision", instance, base_vars(tmp_path))
+    assert recap(proc)["changed"] == 0
+    assert instance.snapshot() == before
+    # the tier is now "registered entry" (persisted by us), still not rewritten
+    assert any("tier packaged_descriptor" in m or "tier registered_entry" in m for m in messages(results))
+
+
+def test_non_debian_host_stops_before_any_change(instance, tmp_path):
+    fake = tmp_path / "os-release"
+    fake.write_text('NAME="Fedora Linux"\nID=fedora\nVERSION_ID=40\nPRETTY_NAME="Fedora Linux 40"\n')
+    instance.run(["mount", "--bind", str(fake), os.path.realpath("/etc/os-release")], check=True)
+    proc, results = playbook("provision", instance, base_vars(tmp_path, build_host_install_packages=True))
+    assert recap(proc)["failed"] == 1 and recap(proc)["changed"] == 0
+    assert any("supports Debian and Ubuntu only" in m and "Nothing was changed" in m for m in messages(results))
+    assert instance.snapshot() == {"status": "enabled\n"}
+
+
+# ---------------------------------------------------------------------------
+# native_armhf_build: both isolation modes, failures, bad input
+# ---------------------------------------------------------------------------
+
+@pytest.fixture
+def provisioned(instance, tmp_path):
+    proc, _ = playbook("provision", instance, base_vars(tmp_path))
+    assert recap(proc)["failed"] == 0
+    return instance
+
+
+def test_demo_build_in_a_window_says_how_it_ran_and_restores(provisioned, tmp_path):
+    before = provisioned.snapshot()
+    proc, results = playbook("build", provisioned, base_vars(tmp_path))
+    assert recap(proc)["failed"] == 0, proc.stdout[-4000:]
+    said = [m for m in messages(results) if "the armhf build ran" in m]
+    assert len(said) == 1
+    assert "hello from a 32-bit ARM (armhf) binary" in said[0]
+    if MACHINE == "x86_64":
+        assert "EMULATED under qemu-arm" in said[0] and "x86_64" in said[0]
+    assert provisioned.snapshot() == before
+    info = run_module("binfmt_info", {"probe": False, "run_dir": str(tmp_path / "run")},
+                      wrap=provisioned.nsenter)
+    assert info["window"]["lease_count"] == 0 and info["window"]["prior_state"] is None
+
+
+def test_demo_build_in_a_namespace_never_touches_the_host_entry(provisioned, tmp_path):
+    before = provisioned.snapshot()
+    proc, results = playbook("build", provisioned, base_vars(tmp_path, native_armhf_build_isolation="namespace"))
+    assert recap(proc)["failed"] == 0, proc.stdout[-4000:]
+    said = [m for m in messages(results) if "armhf build on" in m][0]
+    assert "namespace isolation" in said
+    if MACHINE == "x86_64":
+        assert "EMULATED" in said and "native probe failed" in said
+    assert provisioned.snapshot() == before
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())  # no lease taken
+
+
+@pytest.mark.parametrize("isolation", ["window", "namespace"])
+def test_failed_build_is_reraised_with_its_rc_and_output_after_closing(provisioned, tmp_path, isolation):
+    before = provisioned.snapshot()
+    command = ["sh", "-c", "echo build-output; echo build-error >&2; exit 7"]
+    proc, results = playbook("build", provisioned, base_vars(
+        tmp_path, native_armhf_build_command=command, native_armhf_build_isolation=isolation))
+    assert recap(proc)["failed"] == 1
+    failure = [m for m in messages(results) if m.startswith("The armhf build failed")]
+    assert len(failure) == 1
+    assert "exit code 7" in failure[0] and "build-output" in failure[0] and "build-error" in failure[0]
+    assert provisioned.snapshot() == before
+    if isolation == "window":
+        info = run_module("binfmt_info", {"probe": False, "run_dir": str(tmp_path / "run")},
+                          wrap=provisioned.nsenter)
+        assert info["window"]["lease_count"] == 0
+
+
+def test_build_task_file_runs_inside_the_window(provisioned, tmp_path):
+    tasks = tmp_path / "inner.yml"
+    tasks.write_text("- name: Look at qemu-arm from inside the window\n"
+                     "  ansible.builtin.command: cat /proc/sys/fs/binfmt_misc/qemu-arm\n"
+                     "  register: inner\n  changed_when: false\n"
+                     "- name: Show it\n  ansible.builtin.debug:\n    msg: \"inside: {{ inner.stdout_lines[0] }}\"\n")
+    proc, results = playbook("build", provisioned, base_vars(tmp_path, native_armhf_build_tasks=str(tasks)))
+    assert recap(proc)["failed"] == 0, proc.stdout[-3000:]
+    inside = [m for m in messages(results) if m.startswith("inside: ")]
+    # x86_64 falls back to an emulation lease (qemu-arm stays enabled); a native window disables it
+    assert inside == ["inside: enabled"] if MACHINE == "x86_64" else ["inside: disabled"]
+
+
+@pytest.mark.parametrize("extra, words", [
+    ({"native_armhf_build_command": "", "native_armhf_build_tasks": ""}, "give exactly one"),
+    ({"native_armhf_build_command": ["true"], "native_armhf_build_chdir": "no/such/dir"},
+     "relative path is taken relative"),
+    ({"native_armhf_build_command": ["true"], "native_armhf_build_chdir": "/no/such/dir"},
+     "is not an existing directory"),
+    ({"native_armhf_build_command": ["true"], "native_armhf_build_isolation": "jail"}, "isolation"),
+    ({"native_armhf_build_command": {"a": 1}}, "string or a list of strings"),
+    ({"native_armhf_build_tasks": "missing.yml"}, "does not exist on the controller"),
+    ({"native_armhf_build_command": ["true"], "native_armhf_build_ttl": "soon"}, "native_armhf_build_ttl"),
+])
+def test_bad_build_input_stops_before_any_change(instance, tmp_path, extra, words):
+    magic, mask, offset = preset("arm")
+    bm.register(bm.make_definition("qemu-arm", "/usr/bin/qemu-arm-static", magic=magic, mask=mask,
+                                   offset=offset, flags="F"), instance.path)
+    before = instance.snapshot()
+    proc, results = playbook("build", instance, base_vars(tmp_path, **extra))
+    assert recap(proc)["failed"] == 1 and recap(proc)["changed"] == 0
+    text = " ".join(messages(results)) + proc.stdout
+    assert words in text
+    assert instance.snapshot() == before
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+# ---------------------------------------------------------------------------
+# binfmt_drift / remediate
+# ---------------------------------------------------------------------------
+
+def test_remediate_check_reports_then_fixes(provisioned, tmp_path):
+    good = provisioned.snapshot()
+    bm.set_enabled("qemu-arm", False, provisioned.path)
+    broken = provisioned.snapshot()
+    extra = base_vars(tmp_path, binfmt_drift_entries=[{"name": "qemu-arm"}])
+    proc, results = playbook("remediate", provisioned, extra, check=True)
+    assert recap(proc)["changed"] == 0 and provisioned.snapshot() == broken
+    report = [r for r in results if "binfmt_drift_report" in r.get("ansible_facts", {})][0]
+    items = report["ansible_facts"]["binfmt_drift_report"]["drift"]
+    assert [(i["name"], i["kind"]) for i in items] == [("qemu-arm", "enabled")]
+    assert os.path.exists(tmp_path / "drift.json")
+    proc, _ = playbook("remediate", provisioned, extra)
+    assert recap(proc)["changed"] == 1 and provisioned.snapshot() == good
+
+
+@pytest.mark.parametrize("entries, words", [
+    ([{"name": "qemu-nonsense"}], "unknown entry name 'qemu-nonsense'"),
+    ([{"name": "qemu-arm", "flags": "Q", "interpreter": "/usr/bin/qemu-arm-static"}], "entries[0].flags"),
+    ("qemu-arm", "binfmt_drift_entries"),
+])
+def test_bad_drift_entries_stop_before_any_change(provisioned, tmp_path, entries, words):
+    bm.set_enabled("qemu-arm", False, provisioned.path)
+    before = provisioned.snapshot()
+    proc, results = playbook("remediate", provisioned, base_vars(tmp_path, binfmt_drift_entries=entries))
+    assert recap(proc)["failed"] == 1
+    assert words in " ".join(messages(results)) + proc.stdout
+    assert provisioned.snapshot() == before
+    assert not os.path.exists(tmp_path / "drift.json")
