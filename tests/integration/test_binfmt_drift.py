@@ -1,0 +1,143 @@
+"""binfmt_drift on the real kernel, inside private binfmt_misc instances."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ansible_env import ROOT, run_module, run_playbook
+from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
+from ansible_collections.nativearm.binfmt.plugins.module_utils.presets import preset
+
+ARCHES = ["aarch64", "riscv64", "ppc64le", "s390x", "mips64el", "m68k", "sparc64", "i386"]
+
+
+def spec(name, arch, **more):
+    entry = {"name": name, "arch": arch, "interpreter": "/usr/bin/qemu-%s-static" % arch, "flags": "F"}
+    entry.update(more)
+    return entry
+
+
+def drift(instance, tmp_path, entries, check=False, **args):
+    args.setdefault("run_dir", str(tmp_path / "run"))
+    return run_module("binfmt_drift", dict(entries=entries, **args), check=check, diff=True,
+                      wrap=instance.nsenter)
+
+
+def register(instance, name="qemu-arm", interpreter="/usr/bin/qemu-arm-static", flags="F", enabled=True):
+    magic, mask, offset = preset("arm")
+    bm.register(bm.make_definition(name, interpreter, magic=magic, mask=mask, offset=offset,
+                                   flags=flags), instance.path)
+    if not enabled:
+        bm.set_enabled(name, False, instance.path)
+
+
+def test_check_reports_everything_and_changes_nothing_then_fixes(instance, tmp_path):
+    register(instance, flags="PF")                                # definition drift
+    register(instance, "stray", interpreter="/bin/true")         # should be absent
+    entries = [spec("qemu-arm", "arm"), spec("qemu-riscv64", "riscv64"), {"name": "stray", "state": "absent"}]
+    before = instance.snapshot()
+    report_path = tmp_path / "report" / "drift.json"
+    result = drift(instance, tmp_path, entries, check=True, report=str(report_path))
+    assert result["_status"] == "ok" and result["changed"] is False
+    kinds = sorted((i["name"], i["kind"]) for i in result["drift"])
+    assert kinds == [("qemu-arm", "definition"), ("qemu-riscv64", "missing"), ("stray", "unexpected")]
+    assert instance.snapshot() == before
+    on_disk = json.loads(report_path.read_text())
+    assert on_disk == json.loads(json.dumps(result["report"]))
+    assert on_disk["check_mode"] is True and len(on_disk["remaining"]) == 3
+
+    fixed = drift(instance, tmp_path, entries, report=str(report_path))
+    assert fixed["changed"] is True and fixed["remaining"] == []
+    assert all(i["fixed"] for i in fixed["drift"])
+    assert bm.read_entry("qemu-arm", instance.path)["flags"] == "F"
+    assert bm.read_entry("qemu-riscv64", instance.path)["enabled"] is True
+    assert bm.read_entry("stray", instance.path) is None
+    assert "qemu-arm" in fixed["diff"]["before"] and fixed["diff"]["after"]["stray"] is None
+
+    again = drift(instance, tmp_path, entries)
+    assert again["changed"] is False and again["drift"] == []
+
+
+def test_many_entries_take_one_module_call(instance, tmp_path):
+    entries = [spec("qemu-" + arch, arch) for arch in ARCHES]
+    proc, results = run_playbook(
+        os.path.join(ROOT, "playbooks", "remediate.yml"), wrap=instance.nsenter,
+        extra_vars={"binfmt_drift_entries": entries, "binfmt_drift_run_dir": str(tmp_path / "run"),
+                    "binfmt_drift_report_path": str(tmp_path / "r.json")},
+        args=["-e", "ansible_python_interpreter=" + sys.executable])
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    module_results = [r for r in results if "drift" in r and "remaining" in r]
+    assert len(module_results) == 1
+    assert len(module_results[0]["drift"]) == len(ARCHES)
+    assert sorted(bm.list_entries(instance.path)) == sorted("qemu-" + a for a in ARCHES)
+
+
+def test_native_lease_is_not_drift_but_a_stale_window_is(instance, tmp_path):
+    register(instance)
+    run_dir = str(tmp_path / "run")
+    lease = run_module("native_armhf_window", {"state": "open", "probe": ["/bin/true"], "ttl": 300,
+                                               "run_dir": run_dir}, wrap=instance.nsenter)
+    assert lease["native"] is True and bm.read_entry("qemu-arm", instance.path)["enabled"] is False
+    result = drift(instance, tmp_path, [spec("qemu-arm", "arm")])
+    assert result["drift"] == [] and result["changed"] is False
+    assert bm.read_entry("qemu-arm", instance.path)["enabled"] is False  # not fought
+    assert result["window"]["lease_count"] == 1
+
+    info = run_module("binfmt_info", {"probe": False, "run_dir": run_dir, "repair_stale_window": False},
+                      check=True, wrap=instance.nsenter)
+    for held in info["window"]["leases"]:
+        os.kill(held["pid"], signal.SIGKILL)
+    time.sleep(0.3)
+    check = drift(instance, tmp_path, [spec("qemu-arm", "arm")], check=True)
+    kinds = [i["kind"] for i in check["drift"]]
+    assert "stale_window" in kinds and check["changed"] is False
+    assert bm.read_entry("qemu-arm", instance.path)["enabled"] is False
+    fix = drift(instance, tmp_path, [spec("qemu-arm", "arm")])
+    assert fix["changed"] is True and fix["remaining"] == []
+    assert bm.read_entry("qemu-arm", instance.path)["enabled"] is True
+
+
+def test_foreign_lock_holder_is_reported_not_fought(instance, tmp_path):
+    register(instance)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl,sys,time; f=open(sys.argv[1]); fcntl.flock(f, fcntl.LOCK_EX);"
+         " print('locked', flush=True); time.sleep(60)", os.path.join(instance.path, "qemu-arm")],
+        stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"locked"
+        result = drift(instance, tmp_path, [spec("qemu-arm", "arm")])
+        items = [i for i in result["drift"] if i["kind"] == "foreign_lock"]
+        assert len(items) == 1 and str(holder.pid) in items[0]["message"]
+        assert result["changed"] is False and result["_status"] == "ok"
+        assert items[0]["fixed"] is False and items[0] in result["remaining"]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize("entries, field", [
+    ([{"name": "qemu-nonsense"}], "name"),
+    ([{"name": "status", "state": "absent"}], "name"),
+    ([spec("qemu-arm", "arm"), {"name": "x", "arch": "vax", "interpreter": "/bin/true"}], "arch"),
+    ([spec("qemu-arm", "arm", flags="CF")], "flags"),
+    ([spec("qemu-arm", "arm", mask="ff")], "arch"),
+    ([{"name": "x", "magic": "zz", "interpreter": "/bin/true"}], "magic"),
+    ([{"name": "x", "magic": "7f45", "offset": 300, "interpreter": "/bin/true"}], "offset"),
+    ([{"name": "x", "type": "extension", "interpreter": "/bin/true"}], "extension"),
+    ([{"name": "x", "arch": "arm", "interpreter": "relative/qemu"}], "interpreter"),
+    ([spec("qemu-arm", "arm"), spec("qemu-arm", "arm")], "name"),
+    ([{"name": "qemu-arm", "frobnicate": True}], "frobnicate"),
+])
+def test_bad_entries_fail_naming_the_field_and_change_nothing(instance, tmp_path, entries, field):
+    register(instance, enabled=False)
+    before = instance.snapshot()
+    result = drift(instance, tmp_path, entries, report=str(tmp_path / "r.json"))
+    assert result["_status"] == "failed"
+    assert result["field"] == field, result["msg"]
+    assert result["msg"].startswith("binfmt_drift_entries: entries[")
+    assert instance.snapshot() == before
+    assert not (tmp_path / "r.json").exists()
