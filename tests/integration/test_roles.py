@@ -268,3 +268,15 @@ def test_bad_drift_entries_stop_before_any_change(provisioned, tmp_path, entries
     assert words in " ".join(messages(results)) + proc.stdout
     assert provisioned.snapshot() == before
     assert not os.path.exists(tmp_path / "drift.json")
+
+
+@pytest.mark.parametrize("isolation", ["window", "namespace"])
+def test_async_build_longer_than_a_poll_interval(provisioned, tmp_path, isolation):
+    before = provisioned.snapshot()
+    proc, results = playbook("build", provisioned, base_vars(
+        tmp_path, native_armhf_build_command=["sh", "-c", "sleep 3; echo async-done"],
+        native_armhf_build_isolation=isolation, native_armhf_build_async=120, native_armhf_build_poll=1))
+    assert recap(proc)["failed"] == 0, proc.stdout[-3000:]
+    said = [m for m in messages(results) if "the armhf build ran" in m][0]
+    assert "async-done" in said
+    assert provisioned.snapshot() == before
