@@ -75,7 +75,10 @@ Open (mode M, lease L)
    *admissible* when the window is empty or has mode M, and no live waiter
    of the other mode arrived before L (fairness: once an opener of the other
    mode waits, new joiners of the current mode queue behind it). If not,
-   record L as a waiter, release the mutex, sleep, retry until ``wait``.
+   record L as a waiter, release the mutex, and poll the records lock-free
+   (they are replaced atomically); take the mutex again when L looks
+   admissible, every FULL_LOOK seconds (to recover dead leases), and at the
+   ``wait`` deadline.
 3. Admission, still under the mutex. First lease: record ``prior`` and the
    lease in state.json *before* touching the entry (a crash after this
    point leaves a stale window, which recovery restores), then write the
@@ -136,6 +139,7 @@ DEFAULT_ENTRY = "qemu-arm"
 DEFAULT_PROBE = ["/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3", "--help"]
 MODES = ("native", "emulation")
 POLL = 0.05              # holder watch period and waiter retry period (seconds)
+FULL_LOOK = 1.0          # a waiter re-checks under the mutex (and recovers) at least this often
 MUTEX_MIN_WAIT = 45.0    # held briefly by our own processes; at most a probe (30 s timeout) long
 HOLDER_START_WAIT = 20.0  # python start-up of a holder, on a loaded machine
 PROBE_TIMEOUT = 60
@@ -858,7 +862,12 @@ class Window(object):
         token = "%s-%d" % (lease_id, os.getpid())
         try:
             blocker = None
+            last_full = 0.0
             while True:
+                if seq is not None and not self._worth_a_look(lease_id, mode, seq, deadline, last_full):
+                    time.sleep(POLL)
+                    continue
+                last_full = time.time()
                 self.acquire(deadline)
                 try:
                     state = self.load()
@@ -918,6 +927,20 @@ class Window(object):
                 holder.dismiss()
                 if seq is not None:
                     self._forget_waiter(token)
+
+    def _worth_a_look(self, lease_id, mode, seq, deadline, last_full):
+        """A waiter looks at the records lock-free (they are replaced atomically)
+        and takes the mutex only when it may be admitted, at its deadline, or
+        every FULL_LOOK seconds so that dead leases and waiters get recovered.
+        Many waiters polling under the mutex would starve the holders of it."""
+        now = time.time()
+        if now >= deadline or now - last_full >= FULL_LOOK:
+            return True
+        try:
+            snapshot = self.load()
+        except (IOError, OSError, ValueError):
+            return True
+        return lease_id in snapshot["leases"] or admissible(snapshot, mode, seq)[0]
 
     def _abandon(self, lease_id):
         """An unexpected error during admission (mutex held): take the lease

@@ -141,7 +141,7 @@ def observer(path, run_dir, prior, stop, out):
             bad("I3: no lease recorded, entry %s, prior %s" % (enabled, prior))
         if state["leases"] and not live:
             stats["stale_seen"] += 1
-        time.sleep(0.002)
+        time.sleep(0.01)
     out.put(("observer", stats))
 
 
