@@ -210,12 +210,17 @@ def admissible(state, mode, seq=None, ignore_fairness=False):
 
     ``seq`` is the caller's waiter number (None for a fresh arrival). A fresh
     arrival queues behind every live waiter of the other mode; a waiter only
-    behind those that arrived before it. ``state`` must be recovered first.
+    behind those that arrived before it -- except that a window's *phase*
+    admits every waiter of its mode that was already waiting when the window
+    opened (``phase_seq``): batches stay large, and a waiter of the other mode
+    still waits only for that bounded batch. ``state`` must be recovered first.
     """
     window = state.get("mode")
     if window is not None and window != mode:
         return False, "window_mode"
     if ignore_fairness:
+        return True, None
+    if window == mode and seq is not None and seq <= (state.get("phase_seq") or 0):
         return True, None
     for waiter in state.get("waiters", {}).values():
         if waiter["mode"] != mode and (seq is None or waiter["seq"] < seq):
@@ -248,7 +253,8 @@ def restore_target(state):
 def empty_state(entry):
     return {"version": STATE_VERSION, "entry": entry, "mode": None, "prior": None,
             "adopted": None, "opened_at": None, "native": None, "tier": None,
-            "probe": None, "entry_ino": None, "leases": {}, "waiters": {}, "seq": 0, "events": []}
+            "probe": None, "entry_ino": None, "leases": {}, "waiters": {}, "seq": 0, "phase_seq": 0,
+            "events": []}
 
 
 # ---------------------------------------------------------------------------
@@ -997,7 +1003,7 @@ class Window(object):
             status = self.entry_status()
             state.update(mode=mode, prior={"present": status["present"], "enabled": status["enabled"]},
                          adopted=None, opened_at=round(now, 3), entry_ino=status["ino"], native=None,
-                         probe=None, tier=None)
+                         probe=None, tier=None, phase_seq=int(state.get("seq") or 0))
             state["leases"][lease_id] = record
             self._event(state, "opened", lease=lease_id, detail="%s window; prior %s" % (
                 mode, _describe_prior(state["prior"])))

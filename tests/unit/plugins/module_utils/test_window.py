@@ -65,6 +65,15 @@ def test_fresh_joiner_queues_behind_a_waiter_of_the_other_mode():
     assert W.admissible(s, "emulation", ignore_fairness=True) == (False, "window_mode")
 
 
+def test_a_phase_admits_every_waiter_of_its_mode_that_was_waiting_when_it_opened():
+    s = state("emulation", waiters=[("native", 2), ("emulation", 3), ("emulation", 9)])
+    s["phase_seq"] = 5                  # the emulation window opened when seq was 5
+    assert W.admissible(s, "emulation", seq=3) == (True, None)      # waiting before the phase
+    assert W.admissible(s, "emulation", seq=9) == (False, "fairness")  # came later: next phase
+    assert W.admissible(s, "emulation") == (False, "fairness")      # fresh arrival queues
+    assert W.admissible(s, "native", seq=2) == (False, "window_mode")
+
+
 def test_same_mode_waiters_do_not_block():
     assert W.admissible(state("native", waiters=[("native", 1)]), "native") == (True, None)
 
