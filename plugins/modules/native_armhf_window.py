@@ -106,7 +106,8 @@ notes:
     LOCK_SH on the entry file so /proc/locks shows who uses it; a foreign LOCK_SH never blocks, a foreign
     LOCK_EX delays an open by at most O(wait), then the error names each holder's pid and command line."
   - "Fairness: once an opener of the other mode waits, new joiners of the current mode queue behind it,
-    so neither mode starves."
+    so neither mode starves. A window admits, together, every waiter of its mode that was already
+    waiting when it opened (phase-fair batches); waiters poll the records without the mutex."
   - "qemu-arm absent: nothing is disabled, the probe still runs and RV(tier) is reported; a registration
     that appears mid-window is put in the window's mode by the holders and, at the end, left as its
     registrant made it."
