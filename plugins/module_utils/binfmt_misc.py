@@ -326,10 +326,14 @@ def _read(path):
 
 
 def is_mounted(path=DEFAULT_PATH, mountinfo="/proc/self/mountinfo"):
+    """True when a binfmt_misc instance is at ``path``: its ``register`` file is there (also seen
+    through /proc/PID/root), or mountinfo lists a binfmt_misc mount on it."""
+    if os.path.exists(os.path.join(path, "register")):
+        return True
     try:
         return parse_mountinfo(_read(mountinfo), path)
     except (IOError, OSError):
-        return os.path.exists(os.path.join(path, "register"))
+        return False
 
 
 def read_status(path=DEFAULT_PATH):

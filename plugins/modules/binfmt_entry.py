@@ -216,7 +216,6 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
-from ansible_collections.nativearm.binfmt.plugins.module_utils.persist import Persistence
 from ansible_collections.nativearm.binfmt.plugins.module_utils.presets import ARCHES, preset
 
 
@@ -307,7 +306,7 @@ class BinfmtEntry(object):
 
     # -- the mount -------------------------------------------------------------------------
     def ensure_mounted(self):
-        if bm.is_mounted(self.path) or os.path.exists(os.path.join(self.path, "register")):
+        if bm.is_mounted(self.path):
             return
         if not self.params["mount"]:
             self.fail("binfmt_misc: not mounted at %s; mount it or set mount: true" % self.path)
@@ -360,34 +359,37 @@ class BinfmtEntry(object):
     def run(self):
         self.validate()
         p = self.params
-        persistence = Persistence(self.module, self.definition, p)
-        persistence.plan()  # fails (before any change) on a package-owned file or an inexpressible format
-        previous = bm.read_entry(self.name, self.path) if os.path.isdir(self.path) else None
-        self.result["previous"] = previous
+        persistence = None
+        if p["persist"] != "none":
+            # Imported only when needed: AnsiballZ payloads carry no .pyc, so every module_utils
+            # file imported is compiled again on every run.
+            from ansible_collections.nativearm.binfmt.plugins.module_utils.persist import Persistence
+            persistence = Persistence(self.module, self.definition, p)
+            persistence.plan()  # fails (before any change) on a package-owned file or an inexpressible format
         if p["state"] == "present":
             self.ensure_mounted()
-            previous = bm.read_entry(self.name, self.path) if os.path.exists(
-                os.path.join(self.path, "register")) else None
-            self.result["previous"] = previous
+        previous = bm.read_entry(self.name, self.path) if bm.is_mounted(self.path) else None
+        self.result["previous"] = previous
         steps = bm.plan_entry(previous, self.definition, p["state"], p["enabled"])
         expected = None if p["state"] == "absent" else bm.expected_entry(self.definition, p["enabled"])
         self.result["actions"] = steps
-        if steps or persistence.changed:
+        if steps or (persistence and persistence.changed):
             self.result["changed"] = True
         if self.module._diff:
             self.result["diff"] = [dict(before_header="%s/%s" % (self.path, self.name),
                                         after_header="%s/%s" % (self.path, self.name),
                                         before=entry_text(previous), after=entry_text(expected))]
-            self.result["diff"] += persistence.diff()
-        if persistence.path:
+            self.result["diff"] += persistence.diff() if persistence else []
+        if persistence:
             self.result["descriptor"] = persistence.path
         if self.module.check_mode:
             self.result["entry"] = expected if self.result["changed"] else previous
             return self.result
         if steps:
             self.apply_kernel(steps, previous)
-        persistence.apply(on_error=lambda msg: self.fail(msg + self.restore_previous(previous)))
-        self.result["entry"] = bm.read_entry(self.name, self.path) if os.path.isdir(self.path) else None
+        if persistence:
+            persistence.apply(on_error=lambda msg: self.fail(msg + self.restore_previous(previous)))
+        self.result["entry"] = bm.read_entry(self.name, self.path) if bm.is_mounted(self.path) else None
         return self.result
 
 
