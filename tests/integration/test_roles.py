@@ -8,6 +8,7 @@ inside the instance's own mount namespace: the machine's files never change.
 """
 import os
 import re
+import sys
 
 import pytest
 
@@ -287,3 +288,26 @@ def test_async_build_longer_than_a_poll_interval(provisioned, tmp_path, isolatio
     said = [m for m in messages(results) if "the armhf build ran" in m][0]
     assert "async-done" in said
     assert provisioned.snapshot() == before
+
+
+def test_binfmt_misc_is_mounted_when_missing(tmp_path):
+    """A fresh user + mount namespace with nothing mounted at the role's binfmt_misc path:
+    the role mounts a binfmt_misc instance there (the namespace's own, Linux >= 6.7) and
+    provisions it. The path is a scratch directory, so no automounter is ever involved."""
+    mount_point = tmp_path / "binfmt_misc"
+    mount_point.mkdir()
+    nsrun = os.path.join(ROOT, "tests", "sandbox", "nsrun.py")
+    script = 'ansible-playbook "$@" && cat %s/qemu-arm' % mount_point
+
+    def wrap(argv):
+        return [sys.executable, nsrun, "--no-mount", "--", "sh", "-c", script, "sh"] + argv[1:]
+
+    proc, results = run_playbook(
+        os.path.join(PLAYBOOKS, "provision.yml"), wrap=wrap,
+        extra_vars=base_vars(tmp_path, build_host_binfmt_misc=str(mount_point)),
+        args=["-e", "ansible_python_interpreter=" + sys.executable])
+    assert recap(proc)["failed"] == 0, proc.stdout[-3000:]
+    mounted = [r for r in results if r.get("cmd") and "mount" in str(r.get("cmd"))]
+    assert mounted and mounted[0].get("changed") is True
+    assert "enabled\ninterpreter " in proc.stdout  # the entry registered in the new instance
+    assert not os.path.exists(mount_point / "register")  # the mount lived only in the namespace
