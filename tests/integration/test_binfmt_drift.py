@@ -141,3 +141,27 @@ def test_bad_entries_fail_naming_the_field_and_change_nothing(instance, tmp_path
     assert result["msg"].startswith("binfmt_drift_entries: entries[")
     assert instance.snapshot() == before
     assert not (tmp_path / "r.json").exists()
+
+
+def test_entry_recreated_under_an_open_window_is_reported(instance, tmp_path):
+    register(instance)
+    run_dir = str(tmp_path / "run")
+    lease = run_module("native_armhf_window", {"state": "open", "probe": ["/bin/true"], "ttl": 300,
+                                               "run_dir": run_dir}, wrap=instance.nsenter)
+    assert lease["native"] is True
+    try:
+        bm.unregister("qemu-arm", instance.path)   # e.g. update-binfmts or systemd-binfmt re-running
+        register(instance)                         # a new inode, enabled behind the window's back
+        deadline = time.time() + 5
+        while bm.read_entry("qemu-arm", instance.path)["enabled"] and time.time() < deadline:
+            time.sleep(0.05)
+        assert bm.read_entry("qemu-arm", instance.path)["enabled"] is False  # the holder re-asserted
+        result = drift(instance, tmp_path, [spec("qemu-arm", "arm")])
+        items = [i for i in result["drift"] if i["kind"] == "recreated_entry"]
+        assert len(items) == 1 and "re-registered under an open window" in items[0]["message"]
+        assert result["changed"] is False and items[0] in result["remaining"]
+        assert bm.read_entry("qemu-arm", instance.path)["enabled"] is False  # not fought
+    finally:
+        run_module("native_armhf_window", {"state": "closed", "lease_id": lease["lease_id"],
+                                           "run_dir": run_dir}, wrap=instance.nsenter)
+    assert bm.read_entry("qemu-arm", instance.path)["enabled"] is True
