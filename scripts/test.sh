@@ -12,7 +12,9 @@ stage() {
   "$@"
   echo "=== stage: $name passed in $((SECONDS - t0)) s"
 }
-stage "unit + integration tests" python -m pytest -q -p no:cacheprovider tests/unit tests/integration
+stage "unit + integration + stress (reduced) tests" \
+  python -m pytest -q -p no:cacheprovider tests/unit tests/integration tests/stress
 stage "ansible-test sanity" bash scripts/sanity.sh
 stage "ansible-lint (production profile)" ansible-lint --profile production
+stage "molecule scenario default (localhost in a private binfmt_misc)" bash molecule/default/run.sh test
 echo "=== all stages passed in $SECONDS s"
