@@ -785,7 +785,7 @@ class Window(object):
                   "instance_dir": self.dir, "lease_id": lease_id, "lock": lock_name,
                   "ctl_fd": ctl_r, "st_fd": st_w, "lock_deadline": deadline,
                   "expires": expires or "", "owner_pid": owner_pid or "", "owner_start": owner_start or ""}
-        argv = [self.python, "-I", "-S", os.path.join(code_dir, "_holder.py"), "nativearm-window-holder"]
+        argv = [self.python, "-I", "-S", "-B", os.path.join(code_dir, "_holder.py"), "nativearm-window-holder"]
         argv += ["%s=%s" % (k, config[k]) for k in sorted(config)]
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -1124,17 +1124,16 @@ class Window(object):
             state = self.load()
             before = self.summary(state)
             record = state["leases"].get(lease_id)
-            recovered = False
-            if record is not None and not self.lease_alive(record):
-                # its holder is gone: this close ends it, recovery handles the rest
-                recovered = self.recover(state)
-                self.save(state)
-                return self._closed_result(state, lease_id, record, True, recovered, before)
+            # Recovery first: it may end this very lease, if its holder died (even
+            # a moment ago: a SIGKILLed holder's lock goes when its exit completes).
             recovered = self.recover(state)
             if record is None:
                 if recovered:
                     self.save(state)
                 return self._closed_result(state, lease_id, None, False, False, before)
+            if lease_id not in state["leases"]:
+                self.save(state)
+                return self._closed_result(state, lease_id, record, True, recovered, before)
             record, restored = self._remove_lease(state, lease_id, "closed")
             self.save(state)
         finally:

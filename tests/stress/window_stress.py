@@ -63,6 +63,17 @@ def _true_probe():
 
 
 def worker(index, path, run_dir, cycles, kill_rate, native_share, hold_ms, out):
+    try:
+        _worker(index, path, run_dir, cycles, kill_rate, native_share, hold_ms, out)
+    except BaseException:
+        import traceback
+        stats = {"cycles": 0, "native": 0, "emulation": 0, "kills": 0, "left_stale": 0, "errors": 1,
+                 "violations": 0, "checks": 0, "open_ms": [], "close_ms": [],
+                 "messages": ["worker %d crashed: %s" % (index, traceback.format_exc()[-800:])]}
+        out.put((index, stats))
+
+
+def _worker(index, path, run_dir, cycles, kill_rate, native_share, hold_ms, out):
     rnd = random.Random(index * 7919 + int(time.time()))
     w = W.Window(ENTRY, path, run_dir)
     stats = {"cycles": 0, "native": 0, "emulation": 0, "kills": 0, "left_stale": 0, "errors": 0,
