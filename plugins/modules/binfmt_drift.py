@@ -116,7 +116,7 @@ drift:
     message: {description: What differs, in words., type: str}
     steps: {description: Steps that remove it (unregister, register, enable, disable, restore)., type: list, elements: str}
     expected: {description: The entry as it should be (null when it should be absent)., type: dict}
-    actual: {description: The entry as it is (null when absent)., type: dict}
+    actual: {description: The entry as it is (null when absent); for window items the lock holders or events., type: raw}
     fixed: {description: True when this run removed it., type: bool}
     error: {description: Why remediation failed, or null., type: str}
 remaining:

@@ -201,6 +201,7 @@ def test_failed_build_is_reraised_with_its_rc_and_output_after_closing(provision
     assert "exit code 7" in failure[0] and "build-output" in failure[0] and "build-error" in failure[0]
     assert provisioned.snapshot() == before
     if isolation == "window":
+        assert "the window was closed and qemu-arm restored" in failure[0]
         info = run_module("binfmt_info", {"probe": False, "run_dir": str(tmp_path / "run")},
                           wrap=provisioned.nsenter)
         assert info["window"]["lease_count"] == 0
