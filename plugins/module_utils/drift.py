@@ -164,7 +164,7 @@ def _describe(kind, name, have, want):
         diffs = [k for k in binfmt_misc.DEFINITION_KEYS if have.get(k) != want["definition"].get(k)]
         return "%s is registered with a different %s" % (name, ", ".join(diffs))
     return "%s is %s but should be %s" % (name, "enabled" if have["enabled"] else "disabled",
-                                           "enabled" if want["enabled"] else "disabled")
+                                          "enabled" if want["enabled"] else "disabled")
 
 
 def apply_item(item, definition, path):

@@ -53,7 +53,7 @@ def check(entry, path, run_dir=None):
         return {"leases": {}, "drift": [], "facts": {"checked": False,
                                                      "reason": "window protocol not available"}}
     facts, _restored = window.window_facts(entry, path, run_dir or window.DEFAULT_RUN_DIR,
-                                          repair=False, check_mode=True)
+                                           repair=False, check_mode=True)
     facts["checked"] = True
     live = [lease for lease in facts.get("leases") or [] if lease.get("alive")]
     leases = {"native": sum(1 for lease in live if lease["mode"] == "native"),

@@ -49,7 +49,7 @@ def host(instance):
 def test_probe_binaries_are_installed():
     for path in (ARMHF, QEMU_ARM_STATIC, probe.CANDIDATES[1][1][0]):
         assert os.access(path, os.X_OK), "%s missing: the test setup installs arch-test, " \
-                                          "qemu-user-static and gcc-arm-linux-gnueabihf" % path
+                                         "qemu-user-static and gcc-arm-linux-gnueabihf" % path
 
 
 def test_namespace_probe_of_the_real_armhf_binary():
