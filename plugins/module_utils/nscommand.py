@@ -53,7 +53,7 @@ def find_qemu_arm(candidates=QEMU_ARM_CANDIDATES):
 def _probe_ok(argv):
     try:
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, timeout=60)
+                              stderr=subprocess.PIPE, timeout=60, check=False)
     except OSError as exc:
         return False, "%s: %s" % (" ".join(argv), exc.strerror or exc)
     except subprocess.TimeoutExpired:
@@ -146,7 +146,7 @@ def run(argv, binfmt_misc_path=binfmt_misc.DEFAULT_PATH, mode="auto", chdir=None
         selector.register(fd, selectors.EVENT_READ)
     open_fds = set(buffers)
     while open_fds:
-        for key, _ in selector.select():
+        for key, _events in selector.select():
             data = os.read(key.fd, 65536)
             if data:
                 buffers[key.fd].extend(data)
@@ -155,7 +155,7 @@ def run(argv, binfmt_misc_path=binfmt_misc.DEFAULT_PATH, mode="auto", chdir=None
                 os.close(key.fd)
                 open_fds.discard(key.fd)
     selector.close()
-    _, status = os.waitpid(pid, 0)
+    status = os.waitpid(pid, 0)[1]
     end = time.time()
     rc = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else (
         os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status))

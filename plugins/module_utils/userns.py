@@ -118,7 +118,7 @@ def enter_sandbox(binfmt_misc=DEFAULT_BINFMT_MISC, mount_binfmt=True):
         raise SandboxError("unshare(CLONE_NEWUSER|CLONE_NEWNS) failed: %s" % exc)
     os.write(ready_w, b"x")
     os.read(done_r, 1)
-    _, status = os.waitpid(helper, 0)
+    status = os.waitpid(helper, 0)[1]
     os.close(ready_w)
     os.close(done_r)
     if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:

@@ -71,7 +71,7 @@ def test_tier1_packaged_descriptor_loaded_as_packaged_and_idempotent(instance, t
         assert entry["interpreter"] == "/usr/libexec/qemu-binfmt/arm-binfmt-P" and entry["flags"] == "PF"
         assert "native armhf NO" in summary[0] and "x86_64" in summary[0]
     before = instance.snapshot()
-    proc, _ = playbook("provision", instance, base_vars(tmp_path))
+    proc = playbook("provision", instance, base_vars(tmp_path))[0]
     assert recap(proc)["changed"] == 0 and recap(proc)["failed"] == 0
     assert instance.snapshot() == before
 
@@ -157,7 +157,7 @@ def test_non_debian_host_stops_before_any_change(instance, tmp_path):
 
 @pytest.fixture
 def provisioned(instance, tmp_path):
-    proc, _ = playbook("provision", instance, base_vars(tmp_path))
+    proc = playbook("provision", instance, base_vars(tmp_path))[0]
     assert recap(proc)["failed"] == 0
     return instance
 
@@ -259,7 +259,7 @@ def test_remediate_check_reports_then_fixes(provisioned, tmp_path):
     items = report["ansible_facts"]["binfmt_drift_report"]["drift"]
     assert [(i["name"], i["kind"]) for i in items] == [("qemu-arm", "enabled")]
     assert os.path.exists(tmp_path / "drift.json")
-    proc, _ = playbook("remediate", provisioned, extra)
+    proc = playbook("remediate", provisioned, extra)[0]
     assert recap(proc)["changed"] == 1 and provisioned.snapshot() == good
 
 

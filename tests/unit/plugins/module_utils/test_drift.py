@@ -5,7 +5,7 @@ from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_mis
 from ansible_collections.nativearm.binfmt.plugins.module_utils import drift
 from ansible_collections.nativearm.binfmt.plugins.module_utils.presets import preset
 
-MAGIC, MASK, _ = preset("arm")
+MAGIC, MASK = preset("arm")[:2]
 
 
 def definition(interpreter="/usr/bin/qemu-arm-static", flags="F"):

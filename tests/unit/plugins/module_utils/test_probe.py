@@ -148,7 +148,7 @@ def test_namespace_probe_without_unshare_is_unavailable():
 
 # -- would an entry emulate the direct probe? --------------------------------------------------
 
-ARMHF_HEADER = bytes.fromhex("7f454c46010101000000000000000000" "02002800" "01000000") + b"\0" * 200
+ARMHF_HEADER = bytes.fromhex("7f454c46010101000000000000000000" + "02002800" + "01000000") + b"\0" * 200
 ARM_ENTRY = {"enabled": True, "type": "magic", "offset": 0, "interpreter": "/usr/bin/qemu-arm-static",
              "magic": "7f454c4601010100000000000000000002002800",
              "mask": "ffffffffffffff00fffffffffffffffffeffffff", "extension": None}
