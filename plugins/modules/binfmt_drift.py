@@ -24,7 +24,7 @@ description:
   - Writes a machine-readable JSON report to O(report) when given (also in check mode, because the report
     is the output of the check, not host state).
 author:
-  - nativearm.binfmt contributors
+  - nativearm.binfmt contributors (@nativearm)
 options:
   entries:
     description:
@@ -35,7 +35,7 @@ options:
       - An entry with only a C(name) means "as the packaged descriptor on the host defines it"; such a
         name must have a packaged descriptor (in C(/usr/share/binfmts), C(/etc/binfmt.d),
         C(/run/binfmt.d) or C(/usr/lib/binfmt.d)), otherwise it is an unknown entry name.
-      - A C(qemu-<arch>) name with an O(entries[].interpreter) but no C(arch) or C(magic) uses the arch preset.
+      - A C(qemu-<arch>) name with an C(interpreter) but no C(arch) or C(magic) uses the arch preset.
     type: list
     elements: dict
     default: []
@@ -71,6 +71,8 @@ options:
     type: list
     elements: path
     default: [/usr/share/binfmts, /etc/binfmt.d, /run/binfmt.d, /usr/lib/binfmt.d]
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -80,10 +82,11 @@ attributes:
   platform:
     platforms: posix
     details: Linux with binfmt_misc.
+notes:
+  - The role C(nativearm.binfmt.binfmt_drift) runs this module for a fleet.
 seealso:
   - module: nativearm.binfmt.binfmt_entry
   - module: nativearm.binfmt.binfmt_info
-  - role: nativearm.binfmt.binfmt_drift
 """
 
 EXAMPLES = r"""
@@ -113,12 +116,12 @@ drift:
         C(missing), C(unexpected), C(definition), C(enabled), C(disabled) for entries;
         C(stale_window), C(foreign_lock), C(recreated_entry) for the window.
       type: str
-    message: {description: What differs, in words., type: str}
-    steps: {description: Steps that remove it (unregister, register, enable, disable, restore)., type: list, elements: str}
+    message: {description: "What differs, in words.", type: str}
+    steps: {description: "Steps that remove it (unregister, register, enable, disable, restore).", type: list, elements: str}
     expected: {description: The entry as it should be (null when it should be absent)., type: dict}
     actual: {description: The entry as it is (null when absent); for window items the lock holders or events., type: raw}
     fixed: {description: True when this run removed it., type: bool}
-    error: {description: Why remediation failed, or null., type: str}
+    error: {description: "Why remediation failed, or null.", type: str}
 remaining:
   description: Drift items still present after this run (all of them in check mode).
   returned: always

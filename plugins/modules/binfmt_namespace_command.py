@@ -30,7 +30,7 @@ description:
   - Refused with a clear reason on kernels older than 6.7 and when not running as root.
   - Like M(ansible.builtin.command), the command is not run in check mode.
 author:
-  - nativearm.binfmt contributors
+  - nativearm.binfmt contributors (@nativearm)
 options:
   argv:
     description:
@@ -89,6 +89,8 @@ options:
       - Where the private binfmt_misc is mounted inside the namespace.
     type: path
     default: /proc/sys/fs/binfmt_misc
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: partial
@@ -100,9 +102,9 @@ attributes:
     details: Linux 6.7 or later, as root.
 notes:
   - A failed command fails the task with its real C(rc), C(stdout) and C(stderr).
+  - The role C(nativearm.binfmt.native_armhf_build) runs builds this way.
 seealso:
   - module: nativearm.binfmt.native_armhf_window
-  - role: nativearm.binfmt.native_armhf_build
 """
 
 EXAMPLES = r"""
