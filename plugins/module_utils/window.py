@@ -36,17 +36,19 @@ sees it (Linux >= 6.7 gives each user namespace its own instance), so a
 private instance in a test never shares records with the host's. ``/run`` is
 a tmpfs: records vanish at reboot together with the kernel's binfmt state.
 
-- ``mutex``      flock(LOCK_EX) serialises every transition and every read
+- ``mutex-<entry>`` flock(LOCK_EX) serialises every transition and every read
                  of the records that decides something. Only root can open
                  it, so no foreign process can block it; waits are bounded
                  and a timeout names the pids holding it.
-- ``state.json`` the records: window mode, prior state, leases, waiters,
-                 events. Replaced atomically (write + rename) under the mutex.
+- ``state-<entry>.json`` the records: window mode, prior state, leases,
+                 waiters, events. Replaced atomically (write + rename) under
+                 the mutex, so a lock-free read always sees a whole version.
 - ``lease-<id>-<nonce>.lock`` held with flock(LOCK_EX) by the lease's holder
                  for its whole life. The kernel drops it when the holder dies
                  (SIGKILL, OOM): a lease is *live* iff this lock is held, which
                  is immune to pid reuse.
-- ``code/<hash>/`` this file and ``_holder.py``, run by the holders.
+- ``RUN_DIR/code/<hash>/`` this file and ``_holder.py``, run by the holders
+                 (``python -I -S -B``: no bytecode files are written).
 
 Why not only flock on the entry (as Armbian PR #9769 did)
 ----------------------------------------------------------
@@ -74,7 +76,10 @@ Open (mode M, lease L)
    (``changed: false``) and dismiss the new holder. Otherwise L is
    *admissible* when the window is empty or has mode M, and no live waiter
    of the other mode arrived before L (fairness: once an opener of the other
-   mode waits, new joiners of the current mode queue behind it). If not,
+   mode waits, new joiners of the current mode queue behind it; a window
+   also admits every waiter of its mode already waiting when it opened,
+   so batches stay large and the other mode waits for one bounded batch).
+   If not,
    record L as a waiter, release the mutex, and poll the records lock-free
    (they are replaced atomically); take the mutex again when L looks
    admissible, every FULL_LOOK seconds (to recover dead leases), and at the
@@ -93,7 +98,8 @@ section as the record that justifies it, I1 and I2 hold at every instant.
 
 Close (lease L), ttl, owner_pid, SIGTERM
 ----------------------------------------
-Under the mutex: recover; remove L; if no live lease is left, restore
+Under the mutex: recover (which ends L itself if its holder just died);
+remove L; if no live lease is left, restore
 ``prior`` (``restored: true``) and clear the window. Then the holder is told
 to exit (SIGUSR1). A holder whose ttl expires, whose owner_pid ends (pid and
 start time checked), or that gets SIGTERM/SIGINT/SIGHUP, does the same for
@@ -108,8 +114,8 @@ recorded, the window is *stale*: ``prior`` is restored (event
 
 Re-assertion (holders)
 ----------------------
-Every holder polls the entry every ``POLL`` seconds (one stat and one small
-read: negligible CPU). When the entry's state is not its mode's, or its
+Every holder polls the entry every ``POLL`` seconds (one open, fstat and
+small read: negligible CPU), in ``_holder.py`` without importing this file. When the entry's state is not its mode's, or its
 inode changed (re-registered by systemd-binfmt, update-binfmts, ...), or it
 appeared or vanished, the holder takes the mutex, re-checks, writes the
 mode's state, moves its LOCK_SH to the new inode and records an event. An
@@ -130,8 +136,8 @@ import stat
 import sys
 import time
 
-# subprocess, select, uuid, hashlib and threading are imported where used: a
-# holder imports this file, and its start-up time is part of every open.
+# subprocess, select, uuid, hashlib and threading are imported where used:
+# holders import this file when they must act, and keep that cheap.
 
 DEFAULT_RUN_DIR = "/run/nativearm-binfmt"
 DEFAULT_BINFMT_MISC = "/proc/sys/fs/binfmt_misc"
