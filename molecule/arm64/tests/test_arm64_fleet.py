@@ -1,0 +1,326 @@
+"""Verify the arm64 fleet after converge, on real Debian arm64 kernels (testinfra over ssh).
+
+compat    Debian 13, 6.12, cortex-a57: AArch32 EL0 present, namespace probe available.
+noaarch32 Debian 12, 6.1, a64fx: no AArch32 EL0, kernel too old for the namespace probe.
+
+Tests run in file order; each one leaves qemu-arm as it found it (enabled).
+"""
+import json
+import os
+import time
+
+import pytest
+
+from conftest import LOADER, WORK, remote
+
+QEMU_ARM = "/proc/sys/fs/binfmt_misc/qemu-arm"
+HERE = os.path.dirname(os.path.abspath(__file__))
+WRAPPED_BUILD = os.path.join(HERE, "playbooks", "wrapped_build.yml")
+DRIFT_REPORT = "/var/lib/nativearm-binfmt/drift-report.json"
+
+
+def qemu_arm(host):
+    """'enabled' | 'disabled' | 'absent'."""
+    out = host.run("head -n1 %s 2>/dev/null || echo absent" % QEMU_ARM)
+    return out.stdout.strip()
+
+
+def qemu_arm_interpreter(host):
+    for line in host.file(QEMU_ARM).content_string.splitlines():
+        if line.startswith("interpreter "):
+            return line.split(" ", 1)[1]
+    return None
+
+
+def run_armhf(host, program, seconds=2):
+    """Run the armhf program; return (rc, stdout, exe) where exe is what /proc/PID/exe showed
+    from the aarch64 side while it ran: the program itself when the kernel ran it natively, the
+    qemu-arm interpreter when binfmt_misc handed it to qemu."""
+    cmd = ("%s %d > %s/out 2>&1 & pid=$!; exe=; "
+           "for i in $(seq 100); do exe=$(readlink /proc/$pid/exe); "
+           "case $exe in */sh|*/dash|*/bash|'') sleep 0.1;; *) break;; esac; done; "
+           "wait $pid; rc=$?; echo \"exe=$exe\"; cat %s/out; exit $rc") % (program, seconds, WORK, WORK)
+    out = host.run(cmd)
+    lines = out.stdout.splitlines()
+    exe = lines[0][4:] if lines and lines[0].startswith("exe=") else ""
+    return out.rc, "\n".join(lines[1:]), exe
+
+
+def wait_for(predicate, timeout=30, step=0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+# ------------------------------------------------------------------ what provision did
+
+@pytest.mark.parametrize("name", ["compat", "noaarch32"])
+def test_provision_installed_toolchain_from_the_archive(hosts, name):
+    host = hosts[name]
+    for pkg in ("gcc-arm-linux-gnueabihf", "arch-test"):
+        assert host.package(pkg).is_installed, "%s: %s not installed by provision" % (name, pkg)
+    assert host.package("qemu-user-static").is_installed or host.package("qemu-user").is_installed
+    assert host.file(LOADER).exists
+
+
+@pytest.mark.parametrize("name,release,cpu_part", [("compat", "6.12.", "0xd07"),
+                                                   ("noaarch32", "6.1.", "0x001")])
+def test_guest_is_the_intended_kernel_and_cpu(hosts, name, release, cpu_part):
+    host = hosts[name]
+    assert host.system_info.arch == "aarch64"
+    assert host.run("uname -r").stdout.startswith(release)
+    assert cpu_part in host.file("/proc/cpuinfo").content_string  # cortex-a57 / a64fx
+
+
+@pytest.mark.parametrize("name", ["compat", "noaarch32"])
+def test_qemu_arm_registered_enabled_persisted_and_no_lease_left(hosts, module, name):
+    host = hosts[name]
+    assert qemu_arm(host) == "enabled"
+    interpreter = qemu_arm_interpreter(host)
+    assert interpreter and host.file(interpreter).exists
+    assert "flags: F" in host.file(QEMU_ARM).content_string
+    assert host.file("/etc/binfmt.d/qemu-arm.conf").exists
+    info = module(name, "binfmt_info", {})
+    assert not info.get("failed"), info
+    assert info["window"]["lease_count"] == 0, info["window"]
+    assert not info["window"]["stale"]
+
+
+def test_remediate_in_converge_left_an_empty_report(hosts):
+    for name, host in hosts.items():
+        report = json.loads(host.file(DRIFT_REPORT).content_string)
+        assert report.get("drift") == [], (name, report)
+
+
+# ------------------------------------------------------------------ compat: native
+
+def test_compat_window_opens_natively_and_restores(compat, module, armhf_program):
+    opened = module("compat", "native_armhf_window", {"state": "open", "ttl": 900})
+    assert not opened.get("failed"), opened
+    try:
+        assert opened["native"] is True, opened
+        assert opened["first"] is True and opened["holders"] == 1, opened
+        assert qemu_arm(compat) == "disabled"
+        rc, out, exe = run_armhf(compat, armhf_program)
+        assert rc == 0 and "armhf-ok" in out, out
+        assert exe == armhf_program, "not native: /proc/PID/exe was %r" % exe
+        listing = compat.run("%s --list %s" % (LOADER, armhf_program))
+        assert listing.rc == 0, listing.stderr
+        assert "linux-vdso.so.1" in listing.stdout, listing.stdout  # the kernel's compat vDSO
+    finally:
+        closed = module("compat", "native_armhf_window",
+                        {"state": "closed", "lease_id": opened["lease_id"]})
+    assert closed["restored"] is True, closed
+    assert qemu_arm(compat) == "enabled"
+
+
+def test_compat_same_program_runs_under_qemu_outside_the_window(compat, armhf_program):
+    rc, out, exe = run_armhf(compat, armhf_program, seconds=1)
+    assert rc == 0 and "armhf-ok" in out
+    assert exe == qemu_arm_interpreter(compat), exe
+
+
+# ------------------------------------------------------------------ noaarch32: fallback
+
+def test_noaarch32_window_falls_back_to_emulation_with_reason(noaarch32, module, armhf_program):
+    opened = module("noaarch32", "native_armhf_window", {"state": "open", "ttl": 900})
+    assert not opened.get("failed"), opened
+    try:
+        assert opened["native"] is False, opened
+        assert opened["mode"] == "emulation", opened
+        assert opened.get("reason"), opened
+        assert qemu_arm(noaarch32) == "enabled"
+        rc, out, exe = run_armhf(noaarch32, armhf_program, seconds=1)
+        assert rc == 0 and "armhf-ok" in out, out
+        assert exe == qemu_arm_interpreter(noaarch32), exe
+    finally:
+        module("noaarch32", "native_armhf_window", {"state": "closed", "lease_id": opened["lease_id"]})
+    assert qemu_arm(noaarch32) == "enabled"
+
+
+def test_noaarch32_on_unsupported_fail_names_the_reason_and_changes_nothing(noaarch32, module):
+    before = noaarch32.file(QEMU_ARM).content_string
+    result = module("noaarch32", "native_armhf_window",
+                    {"state": "open", "on_unsupported": "fail", "ttl": 300})
+    assert result.get("failed") is True, result
+    assert result.get("msg"), result
+    assert noaarch32.file(QEMU_ARM).content_string == before
+    info = module("noaarch32", "binfmt_info", {})
+    assert info["window"]["lease_count"] == 0
+
+
+@pytest.mark.parametrize("name,native", [("compat", True), ("noaarch32", False)])
+def test_build_playbook_runs_native_or_emulated_and_passes(inventory, hosts, name, native):
+    proc = remote.playbook(inventory, "nativearm.binfmt.build", limit=name,
+                           extra_vars={"nativearm_become": True})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    said = [r["msg"] for task, r in remote.task_results(proc.stdout, name)
+            if task == "Say how the build ran"]
+    assert said, proc.stdout[-3000:]
+    assert ("NATIVELY" in said[0]) is native, said[0]
+    assert "Hello" in said[0] or "armhf" in said[0].lower(), said[0]
+    assert qemu_arm(hosts[name]) == "enabled"
+
+
+# ------------------------------------------------------------------ both probe methods
+
+def test_namespace_probe_method_succeeds_and_fails_on_real_arm64(module):
+    ok = module("compat", "binfmt_info", {})
+    assert ok["native_armhf"]["method"] == "namespace", ok["native_armhf"]
+    assert ok["native_armhf"]["native"] is True, ok["native_armhf"]
+    # arch-test's `arm` helper (ARMv5 code) dies with SIGILL on cortex-a57 even natively.
+    bad = module("compat", "binfmt_info", {"probe_command": ["/usr/lib/arch-test/arm"]})
+    assert bad["native_armhf"]["method"] == "namespace", bad["native_armhf"]
+    assert bad["native_armhf"]["native"] is False, bad["native_armhf"]
+    # Linux 6.1 has no per-namespace binfmt_misc: the method is not available there.
+    old = module("noaarch32", "binfmt_info", {})
+    assert old["native_armhf"]["method"] != "namespace" or old["native_armhf"]["native"] is not True
+    assert old["native_armhf"]["native"] is not True, old["native_armhf"]
+
+
+def test_toggle_probe_method_succeeds_and_fails_on_real_arm64(compat, module):
+    # Succeeds: the default probe in a real window on compat (also test_compat_window_...).
+    ok = module("compat", "native_armhf_window", {"state": "open", "ttl": 300})
+    module("compat", "native_armhf_window", {"state": "closed", "lease_id": ok["lease_id"]})
+    assert ok["native"] is True, ok
+    # Fails: a probe that cannot run natively (SIGILL) -> rolled back, emulation lease instead.
+    bad = module("compat", "native_armhf_window",
+                 {"state": "open", "ttl": 300, "probe": ["/usr/lib/arch-test/arm"]})
+    try:
+        assert bad["native"] is False and bad["mode"] == "emulation", bad
+        assert bad.get("reason"), bad
+        assert qemu_arm(compat) == "enabled"
+    finally:
+        module("compat", "native_armhf_window", {"state": "closed", "lease_id": bad["lease_id"]})
+    assert qemu_arm(compat) == "enabled"
+
+
+# ------------------------------------------------------------------ drift
+
+def test_drift_disabled_entry_reported_in_check_mode_then_fixed(inventory, noaarch32):
+    noaarch32.run_expect([0], "echo 0 > %s" % QEMU_ARM)
+    try:
+        check = remote.playbook(inventory, "nativearm.binfmt.remediate", check=True,
+                                limit="noaarch32", extra_vars={
+                                    "nativearm_become": True,
+                                    "binfmt_drift_entries": [{"name": "qemu-arm"}]})
+        assert check.returncode == 0, check.stdout[-3000:]
+        assert qemu_arm(noaarch32) == "disabled", "check mode changed the host"
+        report = json.loads(noaarch32.file(DRIFT_REPORT).content_string)
+        assert any(item.get("name") == "qemu-arm" for item in report["drift"]), report
+        fix = remote.playbook(inventory, "nativearm.binfmt.remediate", limit="noaarch32",
+                              extra_vars={"nativearm_become": True,
+                                          "binfmt_drift_entries": [{"name": "qemu-arm"}]})
+        assert fix.returncode == 0, fix.stdout[-3000:]
+        assert qemu_arm(noaarch32) == "enabled"
+        again = remote.playbook(inventory, "nativearm.binfmt.remediate", check=True,
+                                limit="noaarch32", extra_vars={
+                                    "nativearm_become": True,
+                                    "binfmt_drift_entries": [{"name": "qemu-arm"}]})
+        assert again.returncode == 0
+        assert json.loads(noaarch32.file(DRIFT_REPORT).content_string)["drift"] == []
+    finally:
+        noaarch32.run("echo 1 > %s" % QEMU_ARM)
+
+
+def test_drift_wrong_interpreter_reported_then_reregistered(inventory, noaarch32, module):
+    good = qemu_arm_interpreter(noaarch32)
+    wrong = module("noaarch32", "binfmt_entry", {
+        "name": "qemu-arm", "arch": "arm", "interpreter": "/bin/true", "flags": "F"})
+    assert wrong.get("changed"), wrong
+    try:
+        assert qemu_arm_interpreter(noaarch32) == "/bin/true"
+        check = remote.playbook(inventory, "nativearm.binfmt.remediate", check=True,
+                                limit="noaarch32", extra_vars={
+                                    "nativearm_become": True,
+                                    "binfmt_drift_entries": [{"name": "qemu-arm"}]})
+        assert check.returncode == 0
+        assert qemu_arm_interpreter(noaarch32) == "/bin/true"
+        assert json.loads(noaarch32.file(DRIFT_REPORT).content_string)["drift"]
+        fix = remote.playbook(inventory, "nativearm.binfmt.remediate", limit="noaarch32",
+                              extra_vars={"nativearm_become": True,
+                                          "binfmt_drift_entries": [{"name": "qemu-arm"}]})
+        assert fix.returncode == 0, fix.stdout[-3000:]
+        assert qemu_arm_interpreter(noaarch32) == good
+        fixed = json.loads(noaarch32.file(DRIFT_REPORT).content_string)
+        assert fixed["remaining"] == [] and fixed["fixed"] >= 1, fixed
+    finally:
+        if qemu_arm_interpreter(noaarch32) != good:
+            module("noaarch32", "binfmt_entry", {"name": "qemu-arm", "arch": "arm",
+                                                 "interpreter": good, "flags": "F"})
+
+
+def test_systemd_binfmt_restart_mid_window_is_reasserted(compat, module, armhf_program):
+    """systemd-binfmt re-registers (enabled) every entry with a binfmt.d file; the window's
+    holder must notice the new inode and disable it again."""
+    assert compat.file("/etc/binfmt.d/qemu-arm.conf").exists
+    opened = module("compat", "native_armhf_window", {"state": "open", "ttl": 600})
+    try:
+        assert opened["native"] is True
+        inode_before = compat.run("stat -c %%i %s" % QEMU_ARM).stdout.strip()
+        compat.run_expect([0], "systemctl restart systemd-binfmt")
+        inode_after = compat.run("stat -c %%i %s" % QEMU_ARM).stdout.strip()
+        assert wait_for(lambda: qemu_arm(compat) == "disabled", timeout=20), \
+            "the window did not re-assert after systemd-binfmt re-enabled qemu-arm"
+        rc, out, exe = run_armhf(compat, armhf_program, seconds=1)
+        assert rc == 0 and exe == armhf_program, (out, exe)
+        info = module("compat", "binfmt_info", {})
+        assert info["window"]["lease_count"] == 1
+        assert info["window"].get("events"), info["window"]
+    finally:
+        closed = module("compat", "native_armhf_window",
+                        {"state": "closed", "lease_id": opened["lease_id"]})
+    assert closed["restored"] is True
+    assert qemu_arm(compat) == "enabled"
+    print("qemu-arm inode %s -> %s across systemd-binfmt restart" % (inode_before, inode_after))
+
+
+# ------------------------------------------------------------------ concurrency
+
+def test_compat_two_wrapped_builds_at_once_restore_after_the_second(inventory, compat, module,
+                                                                    armhf_program):
+    release = WORK + "/release-b"
+    compat.run("rm -f %s" % release)
+    # B holds its window until the test releases it, then reports qemu-arm and runs armhf.
+    cmd_b = ("for i in $(seq 1200); do [ -e {r} ] && break; sleep 0.5; done; "
+             "head -n1 {q}; {p}").format(r=release, q=QEMU_ARM, p=armhf_program)
+    cmd_a = "head -n1 {q}; {p} 1".format(q=QEMU_ARM, p=armhf_program)
+    build_b = remote.popen_playbook(inventory, WRAPPED_BUILD, limit="compat",
+                                    extra_vars={"arm64_build_command": cmd_b})
+    try:
+        assert wait_for(lambda: qemu_arm(compat) == "disabled", timeout=240), \
+            "build B never opened its window"
+        proc_a = remote.playbook(inventory, WRAPPED_BUILD, limit="compat",
+                                 extra_vars={"arm64_build_command": cmd_a})
+        assert proc_a.returncode == 0, proc_a.stdout[-3000:]
+        report_a = _report(proc_a.stdout)
+        assert report_a["native"] is True, report_a
+        assert report_a["stdout"].splitlines()[0] == "disabled"
+        assert "armhf-ok" in report_a["stdout"]
+        # A has finished and closed its lease: B still holds, so qemu-arm stays disabled.
+        assert qemu_arm(compat) == "disabled", "restored while build B still ran"
+        assert module("compat", "binfmt_info", {})["window"]["lease_count"] == 1
+    finally:
+        compat.run("touch %s" % release)
+        out_b, err_b = build_b.communicate(timeout=600)
+    assert build_b.returncode == 0, out_b[-3000:] + err_b[-2000:]
+    report_b = _report(out_b)
+    assert report_b["native"] is True, report_b
+    assert report_b["stdout"].splitlines()[0] == "disabled"
+    assert "armhf-ok" in report_b["stdout"]
+    assert report_b["restored"] is True, report_b
+    assert qemu_arm(compat) == "enabled"
+
+
+def _report(stdout):
+    reports = [r["native_armhf_build_report"] for task, r in remote.task_results(stdout, "compat")
+               if "native_armhf_build_report" in r]
+    assert reports, stdout[-3000:]
+    report = reports[-1]
+    for key in ("native", "restored"):
+        if isinstance(report.get(key), str):
+            report[key] = report[key].lower() == "true"
+    return report
