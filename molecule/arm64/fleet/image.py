@@ -32,6 +32,8 @@ CACHE_ROOT = os.environ.get("NATIVEARM_ARM64_CACHE", "/var/cache/nativearm-arm64
 HOOKS = os.path.join(HERE, "image_hooks.sh")
 NSRUN = os.path.join(ROOT, "tests", "sandbox", "nsrun.py")
 QEMU_AARCH64 = "/usr/bin/qemu-aarch64-static"
+# Bump when the build changes in a way the recipe below does not show.
+RECIPE_VERSION = 1
 FILES = ("rootfs.img", "vmlinuz", "initrd.img", "id_ed25519", "id_ed25519.pub")
 
 
@@ -40,20 +42,36 @@ def _read(path):
         return f.read()
 
 
+def mmdebstrap_argv(name, out):
+    """The exact mmdebstrap command that builds guest `name`'s rootfs under `out`."""
+    row = guests.GUESTS[name]
+    excludes = ["/usr/share/man/*", "/usr/share/doc/*", "/usr/share/locale/*",
+                "/usr/share/info/*", "/usr/share/lintian/*"]
+    argv = ["mmdebstrap", "--mode=root", "--variant=minbase", "--architectures=arm64",
+            "--format=directory",
+            "--include=" + ",".join(guests.BASE_PACKAGES),
+            "--hook-dir=/usr/share/mmdebstrap/hooks/eatmydata"]
+    argv += ["--dpkgopt=path-exclude=" + p for p in excludes]
+    argv += ["--dpkgopt=path-include=/usr/share/doc/*/copyright",
+             "--setup-hook=sh %s setup \"$1\" %s" % (HOOKS, " ".join(guests.INITRAMFS_MODULES)),
+             "--customize-hook=sh %s customize \"$1\" %s %s %s"
+             % (HOOKS, name, guests.USER, os.path.join(out, "id_ed25519.pub")),
+             row["suite"], os.path.join(out, "rootfs"), guests.MIRROR]
+    return argv
+
+
 def recipe(name):
-    """Everything the image depends on, as a JSON-able dict."""
+    """Everything the image depends on, as a JSON-able dict: the guest's row, the exact
+    mmdebstrap command (output directory left symbolic), the hook script's text, the image
+    size and the kernel files taken out. Editing this file elsewhere does not change it."""
     return {
         "guest": name,
         "row": guests.GUESTS[name],
-        "packages": list(guests.BASE_PACKAGES),
-        "initramfs_modules": list(guests.INITRAMFS_MODULES),
-        "mirror": guests.MIRROR,
-        "user": guests.USER,
+        "mmdebstrap": mmdebstrap_argv(name, "OUT"),
+        "hooks_sha256": hashlib.sha256(_read(HOOKS)).hexdigest(),
         "size": guests.IMAGE_SIZE,
-        "sources": {
-            os.path.basename(p): hashlib.sha256(_read(p)).hexdigest()
-            for p in (os.path.abspath(__file__), HOOKS)
-        },
+        "files": list(FILES),
+        "recipe_version": RECIPE_VERSION,
     }
 
 
@@ -115,7 +133,6 @@ def register_qemu_aarch64():
 
 def build_inside(name, out):
     """Runs inside nsrun.py: register qemu-aarch64, debootstrap, make the image."""
-    row = guests.GUESTS[name]
     times = {}
     start = time.monotonic()
     how = register_qemu_aarch64()
@@ -124,18 +141,7 @@ def build_inside(name, out):
 
     rootfs = os.path.join(out, "rootfs")
     start = time.monotonic()
-    excludes = ["/usr/share/man/*", "/usr/share/doc/*", "/usr/share/locale/*",
-                "/usr/share/info/*", "/usr/share/lintian/*"]
-    argv = ["mmdebstrap", "--mode=root", "--variant=minbase", "--architectures=arm64",
-            "--format=directory",
-            "--include=" + ",".join(guests.BASE_PACKAGES),
-            "--hook-dir=/usr/share/mmdebstrap/hooks/eatmydata"]
-    argv += ["--dpkgopt=path-exclude=" + p for p in excludes]
-    argv += ["--dpkgopt=path-include=/usr/share/doc/*/copyright",
-             "--setup-hook=sh %s setup \"$1\" %s" % (HOOKS, " ".join(guests.INITRAMFS_MODULES)),
-             "--customize-hook=sh %s customize \"$1\" %s %s %s"
-             % (HOOKS, name, guests.USER, os.path.join(out, "id_ed25519.pub")),
-             row["suite"], rootfs, guests.MIRROR]
+    argv = mmdebstrap_argv(name, out)
     subprocess.run(argv, check=True, stdout=sys.stderr)
     _phase(times, "mmdebstrap", start)
 

@@ -80,7 +80,7 @@ def ssh_argv(record, command=None):
     return argv
 
 
-def wait_ssh(record, timeout=300):
+def wait_ssh(record, timeout=900):
     """Poll until `ssh true` succeeds; raise with the console tail if it never does."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
