@@ -575,6 +575,7 @@ class Window(object):
             instance_dir = os.path.join(run_dir, instance_key(binfmt_misc))
         self.dir = instance_dir
         self.python = python or sys.executable or "/usr/bin/python3"
+        self.mutex_min_wait = MUTEX_MIN_WAIT
         self._mutex_fd = None
 
     # -- files ---------------------------------------------------------------
@@ -600,7 +601,7 @@ class Window(object):
         self.ensure_dirs()
         path = self._path("mutex-%s" % self.entry)
         fd = _open_private(path, os.O_RDWR | os.O_CREAT)
-        deadline = max(deadline or 0, time.time() + MUTEX_MIN_WAIT)
+        deadline = max(deadline or 0, time.time() + self.mutex_min_wait)
         try:
             _flock(fd, fcntl.LOCK_EX, deadline)
         except _Timeout:

@@ -547,3 +547,48 @@ def test_opener_death_before_commit_ends_the_lease(host):
     facts = host.facts()
     assert facts["lease_count"] == 0 and facts["prior_state"] is None
     wait_for(lambda: gone(holder.pid))
+
+
+HOLD_MUTEX = r"""
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_stuck_mutex_holder_is_named_after_a_bounded_wait(host):
+    w = host.window()
+    w.ensure_dirs()
+    stuck = subprocess.Popen([W.sys.executable, "-c", HOLD_MUTEX, os.path.join(w.dir, "mutex-" + ENTRY),
+                              "nativearm-test-stuck-opener"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert stuck.stdout.readline().strip() == "locked"
+        w.mutex_min_wait = 1
+        t0 = time.time()
+        with pytest.raises(W.WindowError) as err:
+            w.open("native", probe=true_probe, wait=1, ttl=60)
+        assert time.time() - t0 < 10
+        assert "pid %d" % stuck.pid in err.value.message
+        assert "nativearm-test-stuck-opener" in err.value.message
+        assert host.entry() == "enabled"
+    finally:
+        stuck.kill()
+        stuck.wait()
+    r = open_native(host)                       # and all is well once it is gone
+    assert r["first"] and host.entry() == "disabled"
+
+
+def test_holders_exit_when_their_instance_disappears(tmp_path):
+    from sandbox.instance import Instance
+    inst = Instance()
+    host = Host(inst, tmp_path / "run")
+    try:
+        r = open_native(host, ttl=600)
+        pid = r["holder_pid"]
+        inst.close()                              # the binfmt_misc instance is gone
+        wait_for(lambda: gone(pid), timeout=5)
+    finally:
+        host.close()
+        inst.close()
