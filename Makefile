@@ -29,3 +29,4 @@ lint:
 
 bench:
 	$(VENV)/python bench/binfmt_entry_bench.py
+	$(VENV)/python bench/window_bench.py
