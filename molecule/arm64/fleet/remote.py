@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
@@ -35,31 +36,66 @@ def env(extra=None):
     return e
 
 
+def _result_env(result_file):
+    """Results as JSON lines through the test callback tests/plugins/callback/result_file.py
+    (one line per task result; every run here targets one host)."""
+    return env({"ANSIBLE_CALLBACK_PLUGINS": os.path.join(ROOT, "tests", "plugins", "callback"),
+                "ANSIBLE_CALLBACKS_ENABLED": "result_file",
+                "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+                "NATIVEARM_RESULT_FILE": result_file})
+
+
+def _new_result_file():
+    fd, path = tempfile.mkstemp(prefix="arm64-results-", suffix=".jsonl")
+    os.close(fd)
+    return path
+
+
+def read_results(result_file, remove=True):
+    """[(task name, result dict)] in order."""
+    try:
+        with open(result_file) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+    finally:
+        if remove:
+            os.unlink(result_file)
+    return [(r.get("_task"), r) for r in rows]
+
+
 def module(inventory, host, name, args, check=False, become=True, timeout=900):
     """Run one module on one host; return its result dict plus `_rc` (never raises on failure)."""
     fqcn = name if "." in name else "nativearm.binfmt." + name
-    argv = [os.path.join(VENV_BIN, "ansible"), host, "-i", inventory, "-m", fqcn,
-            "-a", json.dumps(args)]
+    argv = [os.path.join(VENV_BIN, "ansible"), host, "-i", inventory, "-m", fqcn]
+    if args:  # an empty "-a {}" would be taken as raw params
+        argv += ["-a", json.dumps(args)]
     if check:
         argv.append("--check")
     if become:
         argv.append("--become")
-    proc = subprocess.run(argv, env=env({"ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
-                                         "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"}),
-                          check=False, capture_output=True, text=True, timeout=timeout)
-    try:
-        data = json.loads(proc.stdout)
-        result = data["plays"][0]["tasks"][0]["hosts"][host]
-    except (ValueError, KeyError, IndexError):
+    result_file = _new_result_file()
+    proc = subprocess.run(argv, env=_result_env(result_file), check=False, capture_output=True,
+                          text=True, timeout=timeout)
+    results = read_results(result_file)
+    if not results:
         raise AssertionError("no result from %s on %s (rc %d)\nstdout:\n%s\nstderr:\n%s"
                              % (fqcn, host, proc.returncode, proc.stdout[-4000:], proc.stderr[-4000:]))
+    result = results[-1][1]
     result["_rc"] = proc.returncode
+    result["failed"] = result.get("_status") == "failed"
     return result
 
 
-def playbook(inventory, playbook_path, extra_vars=None, check=False, limit=None, timeout=1800,
-             tags=None):
-    """Run a playbook; return the CompletedProcess (stdout is the json callback's document)."""
+class Run(object):
+    """A finished playbook run: returncode, stdout, stderr and the task results."""
+
+    def __init__(self, returncode, stdout, stderr, results):
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.results = results
+
+
+def _playbook_argv(inventory, playbook_path, extra_vars, check, limit, tags):
     argv = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", inventory, playbook_path]
     if extra_vars:
         argv += ["-e", json.dumps(extra_vars)]
@@ -69,27 +105,29 @@ def playbook(inventory, playbook_path, extra_vars=None, check=False, limit=None,
         argv += ["--limit", limit]
     if tags:
         argv += ["--tags", tags]
-    return subprocess.run(argv, env=env({"ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"}),
-                          check=False, capture_output=True, text=True, timeout=timeout)
+    return argv
 
 
-def popen_playbook(inventory, playbook_path, extra_vars=None, limit=None):
-    """Start a playbook in the background (for concurrent runs); json callback on stdout."""
-    argv = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", inventory, playbook_path]
-    if extra_vars:
-        argv += ["-e", json.dumps(extra_vars)]
-    if limit:
-        argv += ["--limit", limit]
-    return subprocess.Popen(argv, env=env({"ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"}),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def playbook(inventory, playbook_path, extra_vars=None, check=False, limit=None, timeout=1800,
+             tags=None):
+    """Run a playbook to the end; return a Run."""
+    result_file = _new_result_file()
+    proc = subprocess.run(_playbook_argv(inventory, playbook_path, extra_vars, check, limit, tags),
+                          env=_result_env(result_file), check=False, capture_output=True,
+                          text=True, timeout=timeout)
+    return Run(proc.returncode, proc.stdout, proc.stderr, read_results(result_file))
 
 
-def task_results(stdout, host):
-    """[(task name, result dict)] for host from a json-callback playbook run, in order."""
-    data = json.loads(stdout)
-    out = []
-    for play in data.get("plays", []):
-        for task in play.get("tasks", []):
-            if host in task.get("hosts", {}):
-                out.append((task["task"]["name"], task["hosts"][host]))
-    return out
+class Background(object):
+    """A playbook started in the background (for concurrent runs); wait() gives a Run."""
+
+    def __init__(self, inventory, playbook_path, extra_vars=None, limit=None):
+        self.result_file = _new_result_file()
+        self.proc = subprocess.Popen(
+            _playbook_argv(inventory, playbook_path, extra_vars, False, limit, None),
+            env=_result_env(self.result_file), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+
+    def wait(self, timeout=1800):
+        out, err = self.proc.communicate(timeout=timeout)
+        return Run(self.proc.returncode, out, err, read_results(self.result_file))

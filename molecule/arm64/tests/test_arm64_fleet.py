@@ -157,8 +157,7 @@ def test_build_playbook_runs_native_or_emulated_and_passes(inventory, hosts, nam
     proc = remote.playbook(inventory, "nativearm.binfmt.build", limit=name,
                            extra_vars={"nativearm_become": True})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    said = [r["msg"] for task, r in remote.task_results(proc.stdout, name)
-            if task == "Say how the build ran"]
+    said = [r["msg"] for task, r in proc.results if task == "Say how the build ran"]
     assert said, proc.stdout[-3000:]
     assert ("NATIVELY" in said[0]) is native, said[0]
     assert "Hello" in said[0] or "armhf" in said[0].lower(), said[0]
@@ -288,15 +287,15 @@ def test_compat_two_wrapped_builds_at_once_restore_after_the_second(inventory, c
     cmd_b = ("for i in $(seq 1200); do [ -e {r} ] && break; sleep 0.5; done; "
              "head -n1 {q}; {p}").format(r=release, q=QEMU_ARM, p=armhf_program)
     cmd_a = "head -n1 {q}; {p} 1".format(q=QEMU_ARM, p=armhf_program)
-    build_b = remote.popen_playbook(inventory, WRAPPED_BUILD, limit="compat",
-                                    extra_vars={"arm64_build_command": cmd_b})
+    build_b = remote.Background(inventory, WRAPPED_BUILD, limit="compat",
+                                extra_vars={"arm64_build_command": cmd_b})
     try:
         assert wait_for(lambda: qemu_arm(compat) == "disabled", timeout=240), \
             "build B never opened its window"
         proc_a = remote.playbook(inventory, WRAPPED_BUILD, limit="compat",
                                  extra_vars={"arm64_build_command": cmd_a})
         assert proc_a.returncode == 0, proc_a.stdout[-3000:]
-        report_a = _report(proc_a.stdout)
+        report_a = _report(proc_a)
         assert report_a["native"] is True, report_a
         assert report_a["stdout"].splitlines()[0] == "disabled"
         assert "armhf-ok" in report_a["stdout"]
@@ -305,9 +304,9 @@ def test_compat_two_wrapped_builds_at_once_restore_after_the_second(inventory, c
         assert module("compat", "binfmt_info", {})["window"]["lease_count"] == 1
     finally:
         compat.run("touch %s" % release)
-        out_b, err_b = build_b.communicate(timeout=600)
-    assert build_b.returncode == 0, out_b[-3000:] + err_b[-2000:]
-    report_b = _report(out_b)
+        run_b = build_b.wait(timeout=900)
+    assert run_b.returncode == 0, run_b.stdout[-3000:] + run_b.stderr[-2000:]
+    report_b = _report(run_b)
     assert report_b["native"] is True, report_b
     assert report_b["stdout"].splitlines()[0] == "disabled"
     assert "armhf-ok" in report_b["stdout"]
@@ -315,10 +314,10 @@ def test_compat_two_wrapped_builds_at_once_restore_after_the_second(inventory, c
     assert qemu_arm(compat) == "enabled"
 
 
-def _report(stdout):
-    reports = [r["native_armhf_build_report"] for task, r in remote.task_results(stdout, "compat")
+def _report(run):
+    reports = [r["native_armhf_build_report"] for task, r in run.results
                if "native_armhf_build_report" in r]
-    assert reports, stdout[-3000:]
+    assert reports, run.stdout[-3000:]
     report = reports[-1]
     for key in ("native", "restored"):
         if isinstance(report.get(key), str):
