@@ -31,6 +31,9 @@ import vm  # noqa: E402
 START_RUNS = 40
 COMPUTE_ITERS = 20000000
 WORKDIR = "/var/tmp/nativearm-bench"
+# No armhf multiarch on the guests: use the cross toolchain's loader and libc.
+LINK = ("-Wl,--dynamic-linker=/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3 "
+        "-Wl,-rpath=/usr/arm-linux-gnueabihf/lib")
 C_SOURCE = r"""
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,8 +84,8 @@ def bench(state, host, repeat):
     rec = records[host]
     inventory = os.path.join(state, "inventory.yml")
     ssh(rec, "mkdir -p %s && cat > %s/hash.c <<'EOF'\n%s\nEOF\n"
-             "arm-linux-gnueabihf-gcc -O2 -o %s/hash %s/hash.c" % (WORKDIR, WORKDIR, C_SOURCE,
-                                                                   WORKDIR, WORKDIR))
+             "arm-linux-gnueabihf-gcc -O2 -o %s/hash %s/hash.c %s"
+        % (WORKDIR, WORKDIR, C_SOURCE, WORKDIR, WORKDIR, LINK))
     print("host: x86_64 running qemu-system-aarch64 (TCG, software emulation); guest %s = %s"
           % (host, ssh(rec, "uname -srm")))
     print("NOTE: the guest CPU is emulated, so this ratio is not a hardware figure.")
