@@ -71,16 +71,12 @@ def test_descriptors_with_package_owner(instance, tmp_path):
 
 
 def test_unmounted_binfmt_misc_is_reported(tmp_path):
-    import subprocess
     import sys
     from sandbox.instance import NSRUN
-    from ansible_env import ansible_env, read_results
-    results = tmp_path / "r.jsonl"
-    argv = [sys.executable, NSRUN, "--no-mount", "--", "ansible", "localhost", "-i", "localhost,", "-c", "local",
-            "-m", "nativearm.binfmt.binfmt_info", "-a",
-            '{"probe": false, "binfmt_misc": "%s", "run_dir": "%s"}' % (tmp_path / "nothing", tmp_path / "run")]
-    subprocess.run(argv, check=False, env=ansible_env(str(results)), capture_output=True, timeout=120)
-    result = read_results(str(results))[-1]
+    result = run_module("binfmt_info", {"probe": False, "binfmt_misc": str(tmp_path / "nothing"),
+                                        "run_dir": str(tmp_path / "run")},
+                        wrap=lambda argv: [sys.executable, NSRUN, "--no-mount", "--"] + argv)
+    assert result["_status"] == "ok", result.get("msg")
     assert result["binfmt_misc"]["mounted"] is False and result["entries"] == {}
 
 
