@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Every test, in order: unit, integration (real kernel, private binfmt_misc instances), stress
-# (reduced size), ansible-test sanity, ansible-lint (production profile), molecule scenarios.
+# (reduced size), ansible-test sanity, ansible-lint (production profile), molecule scenarios
+# (default: localhost in a private binfmt_misc; arm64: a two-host arm64 fleet, images cached
+# in /var/cache/nativearm-arm64 and built on the first run).
 # Each stage's time is printed; the run stops at the first failing stage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,4 +19,5 @@ stage "unit + integration + stress (reduced) tests" \
 stage "ansible-test sanity" bash scripts/sanity.sh
 stage "ansible-lint (production profile)" ansible-lint --profile production
 stage "molecule scenario default (localhost in a private binfmt_misc)" bash molecule/default/run.sh test
+stage "molecule scenario arm64 (two Debian arm64 guests under qemu-system-aarch64)" bash molecule/arm64/run.sh
 echo "=== all stages passed in $SECONDS s"

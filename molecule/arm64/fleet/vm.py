@@ -31,10 +31,13 @@ def qemu_argv(row, image_dir, run_dir, port, smp=1, memory_mb=1536):
         "-kernel", os.path.join(image_dir, "vmlinuz"),
         "-initrd", os.path.join(image_dir, "initrd.img"),
         "-append", "root=/dev/vda rw console=ttyAMA0 net.ifnames=0",
-        "-drive", "file=%s,format=raw,if=none,id=hd0" % os.path.join(image_dir, "rootfs.img"),
+        # -snapshot discards every write at exit, so the guest's fsyncs (dpkg does many)
+        # need not reach the host's disk: cache=unsafe.
+        "-drive", "file=%s,format=raw,if=none,id=hd0,cache=unsafe" % os.path.join(image_dir, "rootfs.img"),
         "-device", "virtio-blk-pci,drive=hd0", "-snapshot",
         "-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:%d-:22" % port,
-        "-device", "virtio-net-pci,netdev=n0",
+        # romfile=: no iPXE option ROM (the kernel boots directly; ipxe-qemu need not be installed).
+        "-device", "virtio-net-pci,netdev=n0,romfile=",
         "-device", "virtio-rng-pci",
         "-display", "none", "-monitor", "none", "-no-reboot",
         "-serial", "file:" + os.path.join(run_dir, "console.log"),

@@ -67,14 +67,25 @@ def module(inventory):
     return run
 
 
-@pytest.fixture(scope="session")
-def armhf_program(hosts):
-    """Compile the armhf test program on both hosts (with the toolchain provision installed)."""
-    for host in hosts.values():
-        host.run_expect([0], "mkdir -p %s" % WORK)
-        cmd = ("cat > {w}/t.c <<'EOF'\n{src}\nEOF\n"
-               "arm-linux-gnueabihf-gcc -O2 -o {w}/t {w}/t.c "
-               "-Wl,--dynamic-linker={loader} -Wl,-rpath={lib}").format(
-                   w=WORK, src=ARMHF_SOURCE, loader=LOADER, lib=SYSROOT_LIB)
-        host.run_expect([0], cmd)
+def _compile_armhf_program(host):
+    host.run_expect([0], "mkdir -p %s" % WORK)
+    cmd = ("cat > {w}/t.c <<'EOF'\n{src}\nEOF\n"
+           "arm-linux-gnueabihf-gcc -O2 -o {w}/t {w}/t.c "
+           "-Wl,--dynamic-linker={loader} -Wl,-rpath={lib}").format(
+               w=WORK, src=ARMHF_SOURCE, loader=LOADER, lib=SYSROOT_LIB)
+    host.run_expect([0], cmd)
     return WORK + "/t"
+
+
+# One fixture per guest: verify runs each guest's tests in its own xdist worker
+# (group = guest name), so a fixture must not touch the other guest.
+@pytest.fixture(scope="session")
+def compat_program(compat):
+    """The armhf test program, compiled on compat with the toolchain provision installed."""
+    return _compile_armhf_program(compat)
+
+
+@pytest.fixture(scope="session")
+def noaarch32_program(noaarch32):
+    """The armhf test program, compiled on noaarch32."""
+    return _compile_armhf_program(noaarch32)

@@ -3,7 +3,9 @@
 compat    Debian 13, 6.12, cortex-a57: AArch32 EL0 present, namespace probe available.
 noaarch32 Debian 12, 6.1, a64fx: no AArch32 EL0, kernel too old for the namespace probe.
 
-Tests run in file order; each one leaves qemu-arm as it found it (enabled).
+Each guest's tests run in their own pytest-xdist worker (`-n 2 --dist loadgroup`, group =
+guest name), so the two emulated guests work at the same time; within a guest, tests run in
+file order and each one leaves qemu-arm as it found it (enabled). A test touches one guest only.
 """
 import json
 import os
@@ -60,6 +62,11 @@ def run_armhf(host, program, seconds=2):
     return out.rc, "\n".join(lines[1:]), exe
 
 
+COMPAT = pytest.mark.xdist_group("compat")
+NOAARCH32 = pytest.mark.xdist_group("noaarch32")
+BOTH = [pytest.param("compat", marks=COMPAT), pytest.param("noaarch32", marks=NOAARCH32)]
+
+
 def wait_for(predicate, timeout=30, step=0.5):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -71,7 +78,7 @@ def wait_for(predicate, timeout=30, step=0.5):
 
 # ------------------------------------------------------------------ what provision did
 
-@pytest.mark.parametrize("name", ["compat", "noaarch32"])
+@pytest.mark.parametrize("name", BOTH)
 def test_provision_installed_toolchain_from_the_archive(hosts, name):
     host = hosts[name]
     for pkg in ("gcc-arm-linux-gnueabihf", "arch-test"):
@@ -80,8 +87,9 @@ def test_provision_installed_toolchain_from_the_archive(hosts, name):
     assert host.file(LOADER).exists
 
 
-@pytest.mark.parametrize("name,release,cpu_part", [("compat", "6.12.", "0xd07"),
-                                                   ("noaarch32", "6.1.", "0x001")])
+@pytest.mark.parametrize("name,release,cpu_part", [
+    pytest.param("compat", "6.12.", "0xd07", marks=COMPAT),
+    pytest.param("noaarch32", "6.1.", "0x001", marks=NOAARCH32)])
 def test_guest_is_the_intended_kernel_and_cpu(hosts, name, release, cpu_part):
     host = hosts[name]
     assert host.system_info.arch == "aarch64"
@@ -89,7 +97,7 @@ def test_guest_is_the_intended_kernel_and_cpu(hosts, name, release, cpu_part):
     assert cpu_part in host.file("/proc/cpuinfo").content_string  # cortex-a57 / a64fx
 
 
-@pytest.mark.parametrize("name", ["compat", "noaarch32"])
+@pytest.mark.parametrize("name", BOTH)
 def test_qemu_arm_registered_enabled_persisted_and_no_lease_left(hosts, module, name):
     host = hosts[name]
     assert qemu_arm(host) == "enabled"
@@ -103,26 +111,27 @@ def test_qemu_arm_registered_enabled_persisted_and_no_lease_left(hosts, module, 
     assert not info["window"]["stale"]
 
 
-def test_remediate_in_converge_left_an_empty_report(hosts):
-    for name, host in hosts.items():
-        report = json.loads(host.file(DRIFT_REPORT).content_string)
-        assert report["remaining"] == [], (name, report)
-        assert "qemu-arm" in report["entries_checked"], (name, report)
+@pytest.mark.parametrize("name", BOTH)
+def test_remediate_in_converge_left_an_empty_report(hosts, name):
+    report = json.loads(hosts[name].file(DRIFT_REPORT).content_string)
+    assert report["remaining"] == [], (name, report)
+    assert "qemu-arm" in report["entries_checked"], (name, report)
 
 
 # ------------------------------------------------------------------ compat: native
 
-def test_compat_window_opens_natively_and_restores(compat, module, armhf_program):
+@COMPAT
+def test_compat_window_opens_natively_and_restores(compat, module, compat_program):
     opened = module("compat", "native_armhf_window", {"state": "open", "ttl": 900})
     assert not opened.get("failed"), opened
     try:
         assert opened["native"] is True, opened
         assert opened["first"] is True and opened["holders"] == 1, opened
         assert qemu_arm(compat) == "disabled"
-        rc, out, exe = run_armhf(compat, armhf_program)
+        rc, out, exe = run_armhf(compat, compat_program)
         assert rc == 0 and "armhf-ok" in out, out
-        assert exe == armhf_program, "not native: /proc/PID/exe was %r" % exe
-        listing = compat.run("%s --list %s" % (LOADER, armhf_program))
+        assert exe == compat_program, "not native: /proc/PID/exe was %r" % exe
+        listing = compat.run("%s --list %s" % (LOADER, compat_program))
         assert listing.rc == 0, listing.stderr
         assert "linux-vdso.so.1" in listing.stdout, listing.stdout  # the kernel's compat vDSO
     finally:
@@ -132,15 +141,17 @@ def test_compat_window_opens_natively_and_restores(compat, module, armhf_program
     assert qemu_arm(compat) == "enabled"
 
 
-def test_compat_same_program_runs_under_qemu_outside_the_window(compat, armhf_program):
-    rc, out, exe = run_armhf(compat, armhf_program, seconds=1)
+@COMPAT
+def test_compat_same_program_runs_under_qemu_outside_the_window(compat, compat_program):
+    rc, out, exe = run_armhf(compat, compat_program, seconds=1)
     assert rc == 0 and "armhf-ok" in out
     assert exe == qemu_arm_binary(compat), exe
 
 
 # ------------------------------------------------------------------ noaarch32: fallback
 
-def test_noaarch32_window_falls_back_to_emulation_with_reason(noaarch32, module, armhf_program):
+@NOAARCH32
+def test_noaarch32_window_falls_back_to_emulation_with_reason(noaarch32, module, noaarch32_program):
     opened = module("noaarch32", "native_armhf_window", {"state": "open", "ttl": 900})
     assert not opened.get("failed"), opened
     try:
@@ -148,7 +159,7 @@ def test_noaarch32_window_falls_back_to_emulation_with_reason(noaarch32, module,
         assert opened["mode"] == "emulation", opened
         assert opened.get("reason"), opened
         assert qemu_arm(noaarch32) == "enabled"
-        rc, out, exe = run_armhf(noaarch32, armhf_program, seconds=1)
+        rc, out, exe = run_armhf(noaarch32, noaarch32_program, seconds=1)
         assert rc == 0 and "armhf-ok" in out, out
         assert exe == qemu_arm_binary(noaarch32), exe
     finally:
@@ -156,6 +167,7 @@ def test_noaarch32_window_falls_back_to_emulation_with_reason(noaarch32, module,
     assert qemu_arm(noaarch32) == "enabled"
 
 
+@NOAARCH32
 def test_noaarch32_on_unsupported_fail_names_the_reason_and_changes_nothing(noaarch32, module):
     before = noaarch32.file(QEMU_ARM).content_string
     result = module("noaarch32", "native_armhf_window",
@@ -167,7 +179,8 @@ def test_noaarch32_on_unsupported_fail_names_the_reason_and_changes_nothing(noaa
     assert info["window"]["lease_count"] == 0
 
 
-@pytest.mark.parametrize("name,native", [("compat", True), ("noaarch32", False)])
+@pytest.mark.parametrize("name,native", [pytest.param("compat", True, marks=COMPAT),
+                                         pytest.param("noaarch32", False, marks=NOAARCH32)])
 def test_build_playbook_runs_native_or_emulated_and_passes(inventory, hosts, name, native):
     proc = remote.playbook(inventory, "nativearm.binfmt.build", limit=name,
                            extra_vars={"nativearm_become": True})
@@ -181,6 +194,7 @@ def test_build_playbook_runs_native_or_emulated_and_passes(inventory, hosts, nam
 
 # ------------------------------------------------------------------ both probe methods
 
+@COMPAT
 def test_namespace_probe_method_succeeds_and_fails_on_real_arm64(compat, module):
     ok = module("compat", "binfmt_info", {})
     assert ok["native_armhf"]["method"] == "namespace", ok["native_armhf"]
@@ -192,12 +206,17 @@ def test_namespace_probe_method_succeeds_and_fails_on_real_arm64(compat, module)
     na = bad["native_armhf"]  # really run and killed by SIGILL, not "not found"
     assert na["rc"] in (132, -4) or "SIGILL" in (na.get("reason") or "") \
         or "llegal" in (na.get("reason") or "") + (na.get("output") or ""), na
-    # Linux 6.1 has no per-namespace binfmt_misc: the method is not available there.
+
+
+@NOAARCH32
+def test_namespace_probe_method_is_not_used_on_linux_6_1(module):
+    # Linux 6.1 has no per-namespace binfmt_misc: binfmt_info falls back to a direct run.
     old = module("noaarch32", "binfmt_info", {})
-    assert old["native_armhf"]["method"] != "namespace" or old["native_armhf"]["native"] is not True
+    assert old["native_armhf"]["method"] != "namespace", old["native_armhf"]
     assert old["native_armhf"]["native"] is not True, old["native_armhf"]
 
 
+@COMPAT
 def test_toggle_probe_method_succeeds_and_fails_on_real_arm64(compat, module):
     # Succeeds: the default probe in a real window on compat (also test_compat_window_...).
     ok = module("compat", "native_armhf_window", {"state": "open", "ttl": 300})
@@ -217,6 +236,7 @@ def test_toggle_probe_method_succeeds_and_fails_on_real_arm64(compat, module):
 
 # ------------------------------------------------------------------ drift
 
+@NOAARCH32
 def test_drift_disabled_entry_reported_in_check_mode_then_fixed(inventory, noaarch32):
     noaarch32.run_expect([0], "echo 0 > %s" % QEMU_ARM)
     try:
@@ -243,6 +263,7 @@ def test_drift_disabled_entry_reported_in_check_mode_then_fixed(inventory, noaar
         noaarch32.run("echo 1 > %s" % QEMU_ARM)
 
 
+@NOAARCH32
 def test_drift_wrong_interpreter_reported_then_reregistered(inventory, noaarch32, module):
     good = qemu_arm_interpreter(noaarch32)
     wrong = module("noaarch32", "binfmt_entry", {
@@ -270,7 +291,8 @@ def test_drift_wrong_interpreter_reported_then_reregistered(inventory, noaarch32
                                                  "interpreter": good, "flags": "F"})
 
 
-def test_systemd_binfmt_restart_mid_window_is_reasserted(compat, module, armhf_program):
+@COMPAT
+def test_systemd_binfmt_restart_mid_window_is_reasserted(compat, module, compat_program):
     """systemd-binfmt re-registers (enabled) every entry with a binfmt.d file; the window's
     holder must notice the new inode and disable it again."""
     assert compat.file("/etc/binfmt.d/qemu-arm.conf").exists
@@ -282,8 +304,8 @@ def test_systemd_binfmt_restart_mid_window_is_reasserted(compat, module, armhf_p
         inode_after = compat.run("stat -c %%i %s" % QEMU_ARM).stdout.strip()
         assert wait_for(lambda: qemu_arm(compat) == "disabled", timeout=20), \
             "the window did not re-assert after systemd-binfmt re-enabled qemu-arm"
-        rc, out, exe = run_armhf(compat, armhf_program, seconds=1)
-        assert rc == 0 and exe == armhf_program, (out, exe)
+        rc, out, exe = run_armhf(compat, compat_program, seconds=1)
+        assert rc == 0 and exe == compat_program, (out, exe)
         info = module("compat", "binfmt_info", {})
         assert info["window"]["lease_count"] == 1
         assert info["window"].get("events"), info["window"]
@@ -297,14 +319,15 @@ def test_systemd_binfmt_restart_mid_window_is_reasserted(compat, module, armhf_p
 
 # ------------------------------------------------------------------ concurrency
 
+@COMPAT
 def test_compat_two_wrapped_builds_at_once_restore_after_the_second(inventory, compat, module,
-                                                                    armhf_program):
+                                                                    compat_program):
     release = WORK + "/release-b"
     compat.run("rm -f %s" % release)
     # B holds its window until the test releases it, then reports qemu-arm and runs armhf.
     cmd_b = ("for i in $(seq 1200); do [ -e {r} ] && break; sleep 0.5; done; "
-             "head -n1 {q}; {p}").format(r=release, q=QEMU_ARM, p=armhf_program)
-    cmd_a = "head -n1 {q}; {p} 1".format(q=QEMU_ARM, p=armhf_program)
+             "head -n1 {q}; {p}").format(r=release, q=QEMU_ARM, p=compat_program)
+    cmd_a = "head -n1 {q}; {p} 1".format(q=QEMU_ARM, p=compat_program)
     build_b = remote.Background(inventory, WRAPPED_BUILD, limit="compat",
                                 extra_vars={"arm64_build_command": cmd_b})
     try:
