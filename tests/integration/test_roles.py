@@ -124,6 +124,22 @@ def test_tier3_native_probe_registers_nothing(instance, tmp_path):
     assert "absent (not needed" in summary
 
 
+def test_tier3_with_qemu_arm_always_registers_it_and_stays_idempotent(instance, tmp_path):
+    hide_descriptors(instance)
+    extra = base_vars(tmp_path, build_host_probe=["/bin/true"], build_host_qemu_arm_always=True)
+    proc, results = playbook("provision", instance, extra)
+    assert recap(proc)["failed"] == 0 and recap(proc)["changed"] == 1, proc.stdout[-3000:]
+    entry = bm.read_entry("qemu-arm", instance.path)
+    assert (entry["interpreter"], entry["flags"], entry["enabled"]) == ("/usr/bin/qemu-arm-static", "F", True)
+    summary = [m for m in messages(results) if "[tier " in m][0]
+    assert "native armhf YES" in summary and "tier native_probe" in summary
+    assert "registered by build_host_qemu_arm_always" in summary
+    before = instance.snapshot()
+    proc, results = playbook("provision", instance, extra)
+    assert recap(proc)["changed"] == 0, proc.stdout[-3000:]
+    assert instance.snapshot() == before
+
+
 def test_tier4_qemu_fallback_registers_qemu_arm_static_with_flag_f(instance, tmp_path):
     hide_descriptors(instance)
     proc, results = playbook("provision", instance, base_vars(tmp_path))
@@ -205,6 +221,20 @@ def test_failed_build_is_reraised_with_its_rc_and_output_after_closing(provision
         info = run_module("binfmt_info", {"probe": False, "run_dir": str(tmp_path / "run")},
                           wrap=provisioned.nsenter)
         assert info["window"]["lease_count"] == 0
+
+
+def test_native_window_build_reports_why_it_ran_natively(provisioned, tmp_path):
+    # A probe that succeeds natively stands in for an arm64 kernel with CONFIG_COMPAT.
+    before = provisioned.snapshot()
+    command = ["sh", "-c", "head -n1 /proc/sys/fs/binfmt_misc/qemu-arm"]
+    proc, results = playbook("build", provisioned, base_vars(
+        tmp_path, native_armhf_build_command=command, native_armhf_build_probe=["/bin/true"]))
+    assert recap(proc)["failed"] == 0, proc.stdout[-3000:]
+    said = [m for m in messages(results) if "the armhf build ran" in m][0]
+    assert "ran NATIVELY" in said and "Output: disabled" in said, said
+    assert "Why: the window is native: armhf ran with qemu-arm disabled" in said, said
+    assert "could not be opened" not in said
+    assert provisioned.snapshot() == before
 
 
 def test_build_task_file_runs_inside_the_window(provisioned, tmp_path):
