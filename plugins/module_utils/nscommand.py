@@ -26,9 +26,9 @@ import time
 
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc
 from ansible_collections.nativearm.binfmt.plugins.module_utils.presets import preset
+from ansible_collections.nativearm.binfmt.plugins.module_utils.probe import select_probe
 from ansible_collections.nativearm.binfmt.plugins.module_utils.userns import enter_sandbox
 
-ARCH_TEST_ARMHF = "/usr/lib/arch-test/armhf"
 ARMHF_LOADER = "/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3"
 # Where qemu-user-static (Debian/Ubuntu, with and without the -static suffix)
 # puts the arm interpreter; the first that exists is used.
@@ -37,10 +37,10 @@ QEMU_ARM_CANDIDATES = ("/usr/bin/qemu-arm-static", "/usr/libexec/qemu-binfmt/arm
 
 
 def default_probe():
-    """A command that runs only if the kernel (here) executes armhf binaries."""
-    if os.path.exists(ARCH_TEST_ARMHF):
-        return [ARCH_TEST_ARMHF]
-    return [ARMHF_LOADER, "--help"]
+    """A command that runs only if the kernel (here) executes armhf binaries:
+    probe.select_probe's first installed candidate, else the loader."""
+    argv = select_probe()[1]
+    return argv or [ARMHF_LOADER, "--help"]
 
 
 def find_qemu_arm(candidates=QEMU_ARM_CANDIDATES):

@@ -33,8 +33,10 @@ DEFAULT_TIMEOUT = 30
 # (kind, argv, package that ships it), in order of preference. arch-test's static
 # armhf binary needs no libraries; `arch-test arm` would test the old ABI instead,
 # which fails on every aarch64 kernel. The loader's --help exists since glibc 2.33.
+# arch-test moved its helpers from /usr/lib to /usr/libexec in Debian 13.
 CANDIDATES = (
     ("arch-test", ["/usr/lib/arch-test/armhf"], "arch-test"),
+    ("arch-test", ["/usr/libexec/arch-test/armhf"], "arch-test"),
     ("loader", ["/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3", "--help"], "gcc-arm-linux-gnueabihf"),
 )
 ARM_MACHINES = ("aarch64", "arm64", "armv7l", "armv8l", "armv8b")

@@ -47,7 +47,7 @@ options:
   probe_command:
     description:
       - The armhf command that must run natively. Default the static C(/usr/lib/arch-test/armhf)
-        from arch-test, else the dynamic loader C(ld-linux-armhf.so.3 --help) from
+        from arch-test (C(/usr/libexec/arch-test/armhf) on Debian 13 and later), else the dynamic loader C(ld-linux-armhf.so.3 --help) from
         gcc-arm-linux-gnueabihf.
     type: list
     elements: str

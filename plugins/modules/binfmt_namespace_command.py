@@ -65,7 +65,8 @@ options:
   probe:
     description:
       - Command that must succeed natively for O(mode=auto) to choose native. Defaults to
-        C(/usr/lib/arch-test/armhf) (arch-test) or, without it, the armhf dynamic loader
+        C(/usr/lib/arch-test/armhf) (arch-test; C(/usr/libexec/arch-test/armhf) on Debian 13 and
+        later) or, without it, the armhf dynamic loader
         C(/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3 --help).
     type: list
     elements: str

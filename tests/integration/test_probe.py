@@ -19,6 +19,7 @@ from ansible_collections.nativearm.binfmt.plugins.module_utils.presets import pr
 
 ARMHF = "/usr/lib/arch-test/armhf"
 QEMU_ARM_STATIC = "/usr/bin/qemu-arm-static"
+LOADER = [argv for kind, argv, _package in probe.CANDIDATES if kind == "loader"][0]
 MACHINE = os.uname().machine
 # Where a 32-bit ARM ELF can only be emulated, the kernel must refuse it.
 EMULATION_ONLY = MACHINE not in probe.ARM_MACHINES
@@ -47,7 +48,7 @@ def host(instance):
 
 
 def test_probe_binaries_are_installed():
-    for path in (ARMHF, QEMU_ARM_STATIC, probe.CANDIDATES[1][1][0]):
+    for path in (ARMHF, QEMU_ARM_STATIC, LOADER[0]):
         assert os.access(path, os.X_OK), "%s missing: the test setup installs arch-test, " \
                                          "qemu-user-static and gcc-arm-linux-gnueabihf" % path
 
@@ -126,7 +127,7 @@ def test_direct_probe_goes_through_the_entry_and_fails_without_it(host):
 
 
 def test_direct_probe_of_the_loader_fallback(host):
-    loader = list(probe.CANDIDATES[1][1])
+    loader = list(LOADER)
     emulated = run_probe(host, "direct", loader, binfmt_misc=None)
     assert emulated["native"] is True and "ld.so" in emulated["output"]
     if EMULATION_ONLY:
