@@ -19,6 +19,12 @@ def test_select_probe_prefers_arch_test():
     assert pr.select_probe(exists=lambda p: True) == ("arch-test", ["/usr/lib/arch-test/armhf"], "arch-test")
 
 
+def test_select_probe_finds_arch_test_in_libexec_on_debian_13():
+    debian13 = {"/usr/libexec/arch-test/armhf", "/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3"}
+    assert pr.select_probe(exists=debian13.__contains__) == (
+        "arch-test", ["/usr/libexec/arch-test/armhf"], "arch-test")
+
+
 def test_select_probe_falls_back_to_the_loader():
     kind, argv, package = pr.select_probe(exists=lambda p: "arch-test" not in p)
     assert kind == "loader" and package == "gcc-arm-linux-gnueabihf"
