@@ -9,12 +9,17 @@
    write of 1 (goal <= 0.2 s), and the holder's CPU use while idle.
 
 Everything runs against private binfmt_misc instances (Linux >= 6.7, root).
+The lease records go where production keeps them, on a tmpfs: a fresh
+/run/nativearm-bench-XXXX when /run is a tmpfs, else a directory under
+/dev/shm (said in the output); removed at the end.
 
     python bench/window_bench.py [--cycles 20] [--workers 1,8,32] [--playbook-runs 5]
 """
 import argparse
+import contextlib
 import multiprocessing
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -34,6 +39,31 @@ from ansible_collections.nativearm.binfmt.plugins.module_utils.presets import pr
 from sandbox.instance import Instance  # noqa: E402
 
 ENTRY = "qemu-arm"
+
+
+def fs_type(path):
+    """The file system type of the mount holding ``path`` (from /proc/self/mountinfo)."""
+    path = os.path.realpath(path)
+    best, kind = "", "?"
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            mount_point, fstype = fields[4], fields[fields.index("-") + 1]
+            if (path == mount_point or path.startswith(mount_point.rstrip("/") + "/")) \
+                    and len(mount_point) >= len(best):
+                best, kind = mount_point, fstype
+    return kind
+
+
+@contextlib.contextmanager
+def tmpfs_run_dir():
+    """A fresh run dir on a tmpfs, as /run is in production; removed afterwards."""
+    base = "/run" if fs_type("/run") == "tmpfs" else "/dev/shm"
+    path = tempfile.mkdtemp(prefix="nativearm-bench-", dir=base)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def register(path):
@@ -73,10 +103,9 @@ def raw_protocol(workers_list, cycles):
     ctx = multiprocessing.get_context("fork")
     rows = []
     for workers in workers_list:
-        with Instance() as inst:
+        with Instance() as inst, tmpfs_run_dir() as run_dir:
             register(inst.path)
-            run_dir = tempfile.mkdtemp(prefix="nativearm-bench-")
-            # warm-up: installs the holder code in the run dir (and its bytecode)
+            # warm-up: creates the run dir's instance directory
             w = W.Window(ENTRY, inst.path, run_dir)
             w.close(w.open("native", probe=_true)["lease_id"])
             out = ctx.Queue()
@@ -135,9 +164,8 @@ def module_ratio(runs):
     env = ansible_env()
     env.pop("ANSIBLE_CALLBACKS_ENABLED", None)
     bin_dir = os.path.dirname(sys.executable)
-    with Instance() as inst:
+    with Instance() as inst, tmpfs_run_dir() as tmp:
         register(inst.path)
-        tmp = tempfile.mkdtemp(prefix="nativearm-bench-")
         run_dir = os.path.join(tmp, "run")
         plays = {}
         for name, text in (("window", WINDOW_PLAY % (run_dir, run_dir)), ("ping", PING_PLAY)):
@@ -171,11 +199,21 @@ def _cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 
+def _memory_kb(pid):
+    """(RSS, PSS) of ``pid`` in KiB."""
+    values = {}
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        for line in f:
+            parts = line.split()
+            if parts and parts[0] in ("Rss:", "Pss:"):
+                values[parts[0]] = int(parts[1])
+    return values.get("Rss:", 0), values.get("Pss:", 0)
+
+
 def reassert(samples, idle_seconds):
     print("== re-assertion after an external 'echo 1' (seconds)")
-    with Instance() as inst:
+    with Instance() as inst, tmpfs_run_dir() as run_dir:
         register(inst.path)
-        run_dir = tempfile.mkdtemp(prefix="nativearm-bench-")
         w = W.Window(ENTRY, inst.path, run_dir)
         lease = w.open("native", probe=_true, ttl=600)
         path = os.path.join(inst.path, ENTRY)
@@ -195,12 +233,15 @@ def reassert(samples, idle_seconds):
         c0, t0 = _cpu_ticks(pid), time.time()
         time.sleep(idle_seconds)
         c1, t1 = _cpu_ticks(pid), time.time()
+        rss, pss = _memory_kb(pid)
         w.close(lease["lease_id"])
     cpu = (c1 - c0) / float(hz) / (t1 - t0) * 100
     print("  %d samples: p50 %.3f p99 %.3f max %.3f (goal <= 0.2: %s)"
           % (samples, pct(lat, 50), pct(lat, 99), max(lat), "met" if pct(lat, 99) <= 0.2 else "NOT met"))
     print("  holder CPU while watching: %.2f%% of one CPU over %.0f s (poll every %.2f s)"
           % (cpu, idle_seconds, W.POLL))
+    print("  holder memory: RSS %d KiB, PSS %d KiB (forked from this benchmark process, so RSS counts "
+          "pages shared with it)" % (rss, pss))
     return lat, cpu
 
 
@@ -214,7 +255,10 @@ def main(argv=None):
     ap.add_argument("--skip", default="", help="comma list of raw,module,reassert to skip")
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
-    print("host: %s, %d CPUs, python %s" % (os.uname().release, os.cpu_count(), sys.version.split()[0]))
+    print("host: %s, %d CPUs, python %s, load average %s; run dirs on %s"
+          % (os.uname().release, os.cpu_count(), sys.version.split()[0],
+             " ".join("%.2f" % x for x in os.getloadavg()),
+             "/run (tmpfs)" if fs_type("/run") == "tmpfs" else "/dev/shm (tmpfs; /run is %s here)" % fs_type("/run")))
     if "raw" not in skip:
         raw_protocol([int(x) for x in args.workers.split(",")], args.cycles)
     if "module" not in skip:

@@ -3,26 +3,39 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The detached process that holds one native armhf window lease.
 
-Not imported by modules: ``window.py`` copies this file and itself into the
-root-only run directory (``code/<hash>/``) and runs
-``python -I -S _holder.py nativearm-window-holder KEY=VALUE...`` in a new
-session, stdio on /dev/null, with two pipe descriptors. The holder:
+``window.Window.spawn_holder`` imports this file, then forks: the child runs
+``run_forked`` and never returns into the opener's code (it ends with
+``os._exit``, so no ``finally``/``atexit`` of an Ansible module or of its
+AnsiballZ wrapper runs twice -- that wrapper deletes its payload directory
+when the module exits). No interpreter is started and no file is read after
+the fork: everything the holder runs (this file, ``window.py``, the standard
+library modules below) is already in memory, so the holder keeps working
+after the module's temporary files are gone. The child:
 
+0. detaches (``detach``): its own session, cwd ``/``, stdio on /dev/null (an
+   inherited stdout would hang the Ansible task), every other inherited
+   descriptor closed except its two pipes, default signal dispositions and an
+   empty signal mask, garbage collector frozen (nothing it inherited is ever
+   finalized in it), and a command line that says what it is
+   (``nativearm-window-holder ENTRY lease=ID INSTANCE_DIR``, written over the
+   opener's argv area, so /proc/locks users see it; ``comm`` is
+   ``window-holder``);
 1. takes LOCK_EX on its lease lock file (the kernel drops it when the holder
    dies: that is the lease's liveness) and LOCK_SH on the entry (bounded by
    the opener's deadline; ``blocked`` when a foreign LOCK_EX outlasts it);
-2. writes ``ready``, then waits for ``commit MODE`` (answers ``ok``) or
-   ``abort``; end of file before ``commit`` means the opener died, so it ends
-   its lease itself (restoring the prior state if it was the last);
+2. writes ``ready``, then waits for ``commit MODE`` (answers ``ok`` and closes
+   both pipes) or ``abort``; end of file before ``commit`` means the opener
+   died, so it ends its lease itself (restoring the prior state if it was the
+   last);
 3. watches every ``window.POLL`` seconds: ttl, owner_pid (pid + start time),
    the entry's state and inode, and its lease lock file (a closer unlinks it
-   when it removes the record); when something changed the entry it imports
-   ``window.py`` and calls ``Window.reassert`` (under the mutex). A holder
-   that only watches never imports it: start-up and memory stay small;
+   when it removes the record); when something changed the entry it calls
+   ``Window.reassert`` (under the mutex) on the Window object it was given;
 4. SIGUSR1 = "a closer already ended your lease": exit at once. SIGTERM,
    SIGINT, SIGHUP = end the lease properly, then exit.
 
-Every invariant is enforced by ``window.py``; this file is only the loop.
+Every invariant is enforced by ``window.py``; this file is only the process
+set-up and the loop.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -30,13 +43,17 @@ __metaclass__ = type
 
 import errno
 import fcntl
+import gc
 import os
 import signal
-import sys
+import threading  # noqa: F401 pylint: disable=unused-import
 import time
 
-# Only builtin modules above: window.py (json, re, ...) is imported only when
-# the holder has to act.
+# threading: window._flock imports it when the mutex is contended; imported
+# here, before the fork, so that a holder never needs a module file later.
+
+POLL = 0.05     # seconds; window.POLL
+COMM = "window-holder"
 
 _flags = {"end": None, "closed": False, "critical": False}
 
@@ -72,6 +89,92 @@ def _read_line(fd):
         buf += chunk
     return buf.decode("utf-8", "replace").strip()
 
+
+# ---------------------------------------------------------------------------
+# process set-up after the fork
+# ---------------------------------------------------------------------------
+
+def close_fds_except(keep, first=3):
+    """Close every descriptor >= ``first`` except those in ``keep``."""
+    top = os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536
+    if top < 0:
+        top = 65536
+    low = first
+    for fd in sorted(set(fd for fd in keep if fd >= first)):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, max(top, low))
+
+
+def set_title(title, comm=COMM):
+    """Show ``title`` as this process's command line and ``comm`` as its name.
+
+    The command line of a forked process is the opener's (for a module, the
+    path of its AnsiballZ file). The kernel reads /proc/PID/cmdline from the
+    argv area of the process's own memory, so the title is written there
+    through /proc/self/mem, cut to the area's size and padded with NULs.
+    Best effort: nothing depends on it but what people and /proc/locks
+    reports see.
+    """
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        start, end = int(fields[45]), int(fields[46])      # arg_start, arg_end (fields 48, 49)
+        if end - start >= 2:
+            data = title.encode("utf-8", "replace")[:end - start - 1]
+            fd = os.open("/proc/self/mem", os.O_RDWR | os.O_CLOEXEC)
+            try:
+                os.pwrite(fd, data + b"\0" * (end - start - len(data)), start)
+            finally:
+                os.close(fd)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open("/proc/self/comm", "w") as f:
+            f.write(comm)
+    except (OSError, IOError):
+        pass
+
+
+def detach(keep, title):
+    """Make this freshly forked child a detached holder process (step 0)."""
+    gc.freeze()                 # inherited objects are never collected (or finalized) here
+    os.setsid()
+    os.chdir("/")
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    try:
+        signal.set_wakeup_fd(-1)
+    except (ValueError, OSError):
+        pass
+    for sig in (signal.SIGALRM, signal.SIGCHLD, signal.SIGUSR2, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGUSR1, _on_usr1)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _on_term)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        if fd != null:
+            os.dup2(null, fd)
+    close_fds_except(keep)
+    set_title(title)
+
+
+def run_forked(window, config, ctl, st, error):
+    """The forked child's whole life: never returns (``os._exit``)."""
+    status = 1
+    try:
+        detach((ctl, st), config["title"])
+        status = serve(window, config, ctl, st, error)
+    except BaseException:       # pylint: disable=broad-except
+        status = 1              # stdio is /dev/null: nobody to tell; recovery handles a lost lease
+    finally:
+        os._exit(status)
+
+
+# ---------------------------------------------------------------------------
+# the entry, without the mutex
+# ---------------------------------------------------------------------------
 
 class _Blocked(Exception):
     pass
@@ -113,40 +216,6 @@ def _try_lock_entry(path):
     return fd
 
 
-POLL = 0.05     # seconds; window.POLL
-
-
-class _Protocol(object):
-    """window.py, imported only when the holder must act (re-assert, end):
-    a holder that only watches never pays for json, re and the rest."""
-
-    def __init__(self, config):
-        self.config = config
-        self.mod = None
-        self.window = None
-
-    def get(self):
-        if self.window is None:
-            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-            import window as mod
-            self.mod = mod
-            c = self.config
-            self.window = mod.Window(c["entry"], c["binfmt_misc"], c["run_dir"], instance_dir=c["instance_dir"])
-        return self.window
-
-    def end(self, lease_id, why):
-        """End our own lease (restores when last out), then exit."""
-        _flags["critical"] = True
-        window = self.get()
-        for dummy in range(30):
-            try:
-                window.end_lease(lease_id, why)
-                break
-            except self.mod.WindowError:
-                time.sleep(1)
-        os._exit(0)
-
-
 def entry_status(path):
     """(present, enabled, inode) of the entry: one open, fstat and read."""
     try:
@@ -168,7 +237,7 @@ def entry_status(path):
 
 
 def pid_alive(pid, start):
-    """window.pid_alive, without importing it."""
+    """window.pid_alive (kept here so the loop reads as one piece)."""
     try:
         with open("/proc/%d/stat" % pid) as f:
             fields = f.read().rsplit(")", 1)[1].split()
@@ -177,37 +246,29 @@ def pid_alive(pid, start):
     return fields[0] != "Z" and (start is None or int(fields[19]) == start)
 
 
-def parse_config(args):
-    """KEY=VALUE arguments (no json: it is slow to import)."""
-    config = {}
-    for arg in args:
-        key, value = arg.partition("=")[::2]
-        config[key] = value
-    for key in ("ctl_fd", "st_fd"):
-        config[key] = int(config[key])
-    config["lock_deadline"] = float(config["lock_deadline"])
-    config["expires"] = float(config["expires"]) if config.get("expires") else None
-    config["owner_pid"] = int(config["owner_pid"]) if config.get("owner_pid") else None
-    config["owner_start"] = int(config["owner_start"]) if config.get("owner_start") else None
-    return config
+# ---------------------------------------------------------------------------
+# the holder's life
+# ---------------------------------------------------------------------------
+
+def _end(window, lease_id, why, error):
+    """End our own lease (restores when last out), then exit."""
+    _flags["critical"] = True
+    for dummy in range(30):
+        try:
+            window.end_lease(lease_id, why)
+            break
+        except error:
+            time.sleep(1)
+    os._exit(0)
 
 
-def main(argv):
-    if len(argv) < 4 or argv[1] != "nativearm-window-holder":
-        sys.stderr.write("usage: _holder.py nativearm-window-holder KEY=VALUE...\n")
-        return 2
-    config = parse_config(argv[2:])
-    signal.signal(signal.SIGUSR1, _on_usr1)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, _on_term)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    protocol = _Protocol(config)
-
-    ctl, st = config["ctl_fd"], config["st_fd"]
+def serve(window, config, ctl, st, error):
+    """Steps 1-4. ``window`` is a Window of the lease's instance, ``error`` its
+    WindowError class. Returns the exit status (or exits itself)."""
     lease_id = config["lease_id"]
-    entry_path = os.path.join(config["binfmt_misc"], config["entry"])
-    status_path = os.path.join(config["binfmt_misc"], "status")
-    lock_path = os.path.join(config["instance_dir"], config["lock"])
+    entry_path = window.entry_path
+    status_path = os.path.join(window.binfmt_misc, "status")
+    lock_path = os.path.join(window.dir, config["lock"])
     lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
@@ -221,7 +282,7 @@ def main(argv):
     line = _read_line(ctl)
     if line is None or not line.startswith("commit "):
         if line is None:            # the opener died: end our lease if it was recorded
-            protocol.end(lease_id, "opener_gone")
+            _end(window, lease_id, "opener_gone", error)
         try:
             os.unlink(lock_path)
         except OSError:
@@ -239,12 +300,12 @@ def main(argv):
         if _flags["closed"]:
             return 0
         if _flags["end"]:
-            protocol.end(lease_id, _flags["end"])
+            _end(window, lease_id, _flags["end"], error)
         if expires is not None and time.time() >= expires:
-            protocol.end(lease_id, "ttl_expired")
+            _end(window, lease_id, "ttl_expired", error)
         tick += 1
         if owner_pid and tick % 5 == 0 and not pid_alive(owner_pid, owner_start):
-            protocol.end(lease_id, "owner_gone")
+            _end(window, lease_id, "owner_gone", error)
         if tick % 20 == 0:
             if not os.path.exists(status_path):
                 return 0            # the binfmt_misc instance itself is gone
@@ -256,10 +317,9 @@ def main(argv):
             present, enabled, ino = False, None, None
         if ino != seen_ino or (present and enabled != want):
             _flags["critical"] = True
-            window = protocol.get()
             try:
                 still_open, ino = window.reassert(lease_id, mode, seen_ino)
-            except protocol.mod.WindowError:
+            except error:
                 still_open, ino = True, seen_ino
             _flags["critical"] = False
             if not still_open or _flags["closed"]:
@@ -272,7 +332,3 @@ def main(argv):
         elif entry_fd is None and seen_ino is not None:
             entry_fd = _try_lock_entry(entry_path)
         time.sleep(POLL)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv))

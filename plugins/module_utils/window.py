@@ -4,9 +4,11 @@
 """Native armhf windows: the lock protocol and the lease records.
 
 This file is the one place to read the protocol. It uses the Python standard
-library only and imports nothing from the collection, because the detached
-holder processes (``_holder.py``) load it from a copy in the run directory
-long after the Ansible module that started them has exited.
+library only; from the collection it imports only ``_holder.py`` (the holder's
+process set-up and loop), and only in an open, just before it forks the
+holder. A holder is a fork of its opener: it runs this file's code from
+memory, so it keeps working long after the Ansible module that started it has
+exited and its AnsiballZ payload directory has been deleted.
 
 Terms
 -----
@@ -47,8 +49,7 @@ a tmpfs: records vanish at reboot together with the kernel's binfmt state.
                  for its whole life. The kernel drops it when the holder dies
                  (SIGKILL, OOM): a lease is *live* iff this lock is held, which
                  is immune to pid reuse.
-- ``RUN_DIR/code/<hash>/`` this file and ``_holder.py``, run by the holders
-                 (``python -I -S -B``: no bytecode files are written).
+Nothing else: no code is installed there (holders are forked, not exec'd).
 
 Why not only flock on the entry (as Armbian PR #9769 did)
 ----------------------------------------------------------
@@ -69,9 +70,13 @@ Holders still keep LOCK_SH on the entry while they live: it shows in
 
 Open (mode M, lease L)
 ----------------------
-1. Spawn the holder first, outside the mutex (python start-up is the slow
-   part). It takes its lease lock and LOCK_SH on the entry (bounded wait),
-   then reports ``ready`` through a pipe and waits for ``commit``.
+1. Fork the holder first, outside the mutex: no interpreter start-up, and
+   the child needs no file of the caller's (``_holder.py`` describes how it
+   detaches: own session, cwd /, stdio on /dev/null, inherited descriptors
+   closed, ``os._exit`` so it never returns into the caller's code). It takes
+   its lease lock and LOCK_SH on the entry (bounded wait), then reports
+   ``ready`` through a pipe and waits for ``commit``. A holder is its
+   opener's child until the opener exits; a long-lived opener reaps it.
 2. Under the mutex: recover (below); if L is already live, return it
    (``changed: false``) and dismiss the new holder. Otherwise L is
    *admissible* when the window is empty or has mode M, and no live waiter
@@ -91,8 +96,14 @@ Open (mode M, lease L)
    disabled; when it fails, the lease is removed and ``prior`` restored
    before the mutex is released (rollback), and ``on_unsupported`` decides
    (emulate: an emulation lease is admitted in the same critical section).
-   Joiners only add their record. Then ``commit`` goes to the holder, which
-   acknowledges; only then does the open return.
+   Joiners only add their record. The mutex is released.
+4. ``commit MODE`` goes to the holder (the effective mode), which answers
+   ``ok`` and closes its pipes; only then does the open return. The lease is
+   live from admission on (its holder holds its lock), so nothing in the
+   invariants waits for this step, and the mutex is not held across a
+   round trip with another process. A holder that ends before ``ok`` (killed,
+   or the lease was closed meanwhile) is killed for sure, the window is
+   recovered, and the open fails saying so.
 Since the entry's state changes only under the mutex, in the same critical
 section as the record that justifies it, I1 and I2 hold at every instant.
 
@@ -101,7 +112,8 @@ Close (lease L), ttl, owner_pid, SIGTERM
 Under the mutex: recover (which ends L itself if its holder just died);
 remove L; if no live lease is left, restore
 ``prior`` (``restored: true``) and clear the window. Then the holder is told
-to exit (SIGUSR1). A holder whose ttl expires, whose owner_pid ends (pid and
+to exit (SIGUSR1) and the close waits (pidfd) until it has exited, so no
+lock of it is left on the entry when the close returns. A holder whose ttl expires, whose owner_pid ends (pid and
 start time checked), or that gets SIGTERM/SIGINT/SIGHUP, does the same for
 its own lease. If the opener dies before ``commit``, the holder does it too.
 
@@ -115,7 +127,7 @@ recorded, the window is *stale*: ``prior`` is restored (event
 Re-assertion (holders)
 ----------------------
 Every holder polls the entry every ``POLL`` seconds (one open, fstat and
-small read: negligible CPU), in ``_holder.py`` without importing this file. When the entry's state is not its mode's, or its
+small read: negligible CPU), in ``_holder.py``, without the mutex. When the entry's state is not its mode's, or its
 inode changed (re-registered by systemd-binfmt, update-binfmts, ...), or it
 appeared or vanished, the holder takes the mutex, re-checks, writes the
 mode's state, moves its LOCK_SH to the new inode and records an event. An
@@ -126,6 +138,7 @@ the end, the state its registrant gave it.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import binascii
 import errno
 import fcntl
 import json
@@ -133,11 +146,10 @@ import os
 import re
 import signal
 import stat
-import sys
 import time
 
-# subprocess, select, uuid, hashlib and threading are imported where used:
-# holders import this file when they must act, and keep that cheap.
+# subprocess, select and threading are imported where used (a close needs
+# none of them), and _holder only by an open, just before it forks.
 
 DEFAULT_RUN_DIR = "/run/nativearm-binfmt"
 DEFAULT_BINFMT_MISC = "/proc/sys/fs/binfmt_misc"
@@ -147,7 +159,7 @@ MODES = ("native", "emulation")
 POLL = 0.05              # holder watch period and waiter retry period (seconds)
 FULL_LOOK = 1.0          # a waiter re-checks under the mutex (and recovers) at least this often
 MUTEX_MIN_WAIT = 45.0    # held briefly by our own processes; at most a probe (30 s timeout) long
-HOLDER_START_WAIT = 20.0  # python start-up of a holder, on a loaded machine
+HOLDER_START_WAIT = 20.0  # a forked holder answers in milliseconds; this bounds a stuck machine
 PROBE_TIMEOUT = 60
 MAX_EVENTS = 50
 STATE_VERSION = 1
@@ -181,8 +193,7 @@ def validate_lease_id(lease_id):
 
 
 def new_lease_id():
-    import uuid
-    return uuid.uuid4().hex[:16]
+    return binascii.hexlify(os.urandom(8)).decode("ascii")
 
 
 def desired_enabled(mode):
@@ -463,39 +474,12 @@ def run_probe(argv, timeout=PROBE_TIMEOUT):
 # the holder process, seen from the opener
 # ---------------------------------------------------------------------------
 
-def _module_source(name):
-    """Source text of a sibling module (works from files and from AnsiballZ zips)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    path = os.path.join(here, name + ".py")
-    try:
-        with open(path, "r") as f:
-            return f.read()
-    except (IOError, OSError):
-        pass
-    loader = globals().get("__loader__")
-    base = __name__.rsplit(".", 1)[0]
-    if loader is not None and hasattr(loader, "get_source"):
-        for mod in (base + "." + name, name):
-            try:
-                src = loader.get_source(mod)
-            except Exception:
-                src = None
-            if src:
-                return src
-    import importlib
-    mod = importlib.import_module(base + "." + name)
-    src = mod.__loader__.get_source(mod.__name__)
-    if not src:
-        raise WindowError("cannot find the source of %s to install the holder" % name)
-    return src
-
-
 class Holder(object):
-    """A started holder process, before and at ``commit``."""
+    """A forked holder process, before and at ``commit`` (seen from its opener)."""
 
-    def __init__(self, proc, ctl_w, st_r, lock_name):
-        self.proc = proc
-        self.pid = proc.pid
+    def __init__(self, pid, ctl_w, st_r, lock_name):
+        self.pid = pid
+        self.start = None           # its start time, read once it is ready (pid reuse checks)
         self.ctl_w = ctl_w
         self.st_r = st_r
         self.lock_name = lock_name
@@ -545,14 +529,70 @@ class Holder(object):
 
     def dismiss(self):
         """Tell a holder that was never committed to go away (it never touched the state)."""
-        import subprocess
         self.send("abort")
         self.close_pipes()
+        if not wait_exit(self.pid, None, 5):
+            self.kill()
+
+    def kill(self):
+        """SIGKILL (its lease, if recorded, becomes dead: recovery ends it) and wait."""
         try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            os.kill(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        wait_exit(self.pid, None, 5)
+
+
+# Holders forked by this process that may still have to be reaped (a holder
+# is its opener's child until the opener exits; a module exits at once, a
+# long-lived opener -- tests, the stress test -- reaps them here).
+_CHILDREN = set()
+
+
+def _reap_children():
+    for pid in list(_CHILDREN):
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                continue
+        except ChildProcessError:
+            pass
+        _CHILDREN.discard(pid)
+
+
+def wait_exit(pid, start=None, timeout=5.0):
+    """Wait until process ``pid`` (started at ``start``, when given) has exited;
+    True when it has. A pidfd (Linux >= 5.3) wakes us at its exit, the moment
+    the kernel has released its locks; our own children are reaped."""
+    if not pid:
+        return True
+    own = pid in _CHILDREN
+    if not own and not pid_alive(pid, start):
+        return True
+    pidfd = None
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pass
+    try:
+        if pidfd is not None and (own or pid_alive(pid, start)):
+            import select
+            select.select([pidfd], [], [], timeout)
+        elif pidfd is None:
+            end = time.time() + timeout
+            while time.time() < end and pid_alive(pid, start):
+                time.sleep(0.002)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+    if own:
+        try:
+            if os.waitpid(pid, 0 if not pid_alive(pid) else os.WNOHANG)[0] == 0:
+                return False
+        except ChildProcessError:
+            pass
+        _CHILDREN.discard(pid)
+        return True
+    return not pid_alive(pid, start)
 
 
 # ---------------------------------------------------------------------------
@@ -561,7 +601,7 @@ class Holder(object):
 
 class Window(object):
     def __init__(self, entry=DEFAULT_ENTRY, binfmt_misc=DEFAULT_BINFMT_MISC, run_dir=DEFAULT_RUN_DIR,
-                 instance_dir=None, python=None):
+                 instance_dir=None):
         self.entry = entry
         self.binfmt_misc = binfmt_misc
         self.entry_path = os.path.join(binfmt_misc, entry)
@@ -574,7 +614,6 @@ class Window(object):
                                   "binfmt_misc binfmt_misc %s) or point binfmt_misc at it" % (binfmt_misc, binfmt_misc))
             instance_dir = os.path.join(run_dir, instance_key(binfmt_misc))
         self.dir = instance_dir
-        self.python = python or sys.executable or "/usr/bin/python3"
         self.mutex_min_wait = MUTEX_MIN_WAIT
         self._mutex_fd = None
 
@@ -638,7 +677,7 @@ class Window(object):
         return base
 
     def save(self, state):
-        write_private(self.state_path, json.dumps(state, sort_keys=True))
+        write_private(self.state_path, json.dumps(state, separators=(",", ":")))
 
     @staticmethod
     def _event(state, kind, lease=None, detail=None):
@@ -779,66 +818,43 @@ class Window(object):
 
     # -- open ------------------------------------------------------------------
     def spawn_holder(self, lease_id, deadline, expires=None, owner_pid=None, owner_start=None):
-        """Start a holder (outside the mutex) and wait for ``ready``."""
-        import subprocess
-        import uuid
+        """Fork a holder (outside the mutex) and wait for its ``ready``."""
+        from ansible_collections.nativearm.binfmt.plugins.module_utils import _holder
         self.ensure_dirs()
-        code_dir = self._install_code()
-        nonce = uuid.uuid4().hex[:8]
-        lock_name = "lease-%s-%s.lock" % (lease_id, nonce)
+        _reap_children()
+        lock_name = "lease-%s-%s.lock" % (lease_id, binascii.hexlify(os.urandom(4)).decode("ascii"))
+        config = {"lease_id": lease_id, "lock": lock_name, "lock_deadline": deadline,
+                  "expires": expires, "owner_pid": owner_pid, "owner_start": owner_start,
+                  "title": "nativearm-window-holder %s lease=%s %s" % (self.entry, lease_id, self.dir)}
+        window = Window(self.entry, self.binfmt_misc, self.run_dir, instance_dir=self.dir)
+        window.mutex_min_wait = self.mutex_min_wait
         ctl_r, ctl_w = os.pipe()
         st_r, st_w = os.pipe()
-        config = {"entry": self.entry, "binfmt_misc": self.binfmt_misc, "run_dir": self.run_dir,
-                  "instance_dir": self.dir, "lease_id": lease_id, "lock": lock_name,
-                  "ctl_fd": ctl_r, "st_fd": st_w, "lock_deadline": deadline,
-                  "expires": expires or "", "owner_pid": owner_pid or "", "owner_start": owner_start or ""}
-        argv = [self.python, "-I", "-S", "-B", os.path.join(code_dir, "_holder.py"), "nativearm-window-holder"]
-        argv += ["%s=%s" % (k, config[k]) for k in sorted(config)]
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL, close_fds=True, pass_fds=(ctl_r, st_w),
-                                    start_new_session=True, cwd="/")
+            pid = os.fork()
         except OSError as exc:
             for fd in (ctl_r, ctl_w, st_r, st_w):
                 os.close(fd)
-            raise WindowError("could not start the lease holder with %s: %s" % (self.python, exc))
+            raise WindowError("could not fork the lease holder: %s" % exc)
+        if pid == 0:                                    # the holder: never returns from here
+            _holder.run_forked(window, config, ctl_r, st_w, WindowError)
+        _CHILDREN.add(pid)
         os.close(ctl_r)
         os.close(st_w)
-        fcntl.fcntl(ctl_w, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
-        fcntl.fcntl(st_r, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
-        holder = Holder(proc, ctl_w, st_r, lock_name)
+        holder = Holder(pid, ctl_w, st_r, lock_name)
         line = holder.read_line(max(deadline - time.time(), 0) + HOLDER_START_WAIT)
         if line == "ready":
+            holder.start = proc_start_time(pid)
             return holder
         holder.close_pipes()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if not wait_exit(pid, None, 5):
+            holder.kill()
         if line and line.startswith("blocked"):
             holders = self.entry_lock_holders()
             raise WindowError("%s is locked exclusively by another process; waited until the deadline "
                               "for a shared lock. Lock holders from /proc/locks: %s"
                               % (self.entry_path, describe_lock_holders(holders)), holders)
-        raise WindowError("the lease holder (pid %d) did not start: %s" % (proc.pid, line or "no answer"))
-
-    def _install_code(self):
-        import hashlib
-        sources = {"window.py": _module_source("window"), "_holder.py": _module_source("_holder")}
-        digest = hashlib.sha256("".join(sources[k] for k in sorted(sources)).encode("utf-8")).hexdigest()[:16]
-        secure_dir(os.path.join(self.run_dir, "code"))
-        code_dir = secure_dir(os.path.join(self.run_dir, "code", digest))
-        for name, text in sources.items():
-            path = os.path.join(code_dir, name)
-            try:
-                with open(path, "r") as f:
-                    if f.read() == text:
-                        continue
-            except (IOError, OSError):
-                pass
-            write_private(path, text)
-        return code_dir
+        raise WindowError("the lease holder (pid %d) did not start: %s" % (pid, line or "no answer"))
 
     def open(self, mode="native", lease_id=None, ttl=None, owner_pid=None, wait=30,
              on_unsupported="emulate", probe=None, check_mode=False):
@@ -847,7 +863,8 @@ class Window(object):
             raise WindowError("mode: must be one of %s, got %r" % (", ".join(MODES), mode))
         if on_unsupported not in ("emulate", "fail"):
             raise WindowError("on_unsupported: must be 'emulate' or 'fail', got %r" % (on_unsupported,))
-        lease_id = validate_lease_id(lease_id) if lease_id else new_lease_id()
+        given = bool(lease_id)
+        lease_id = validate_lease_id(lease_id) if given else new_lease_id()
         owner_start = None
         if owner_pid is not None:
             owner_start = proc_start_time(owner_pid)
@@ -863,14 +880,15 @@ class Window(object):
         if check_mode:
             return self._open_check(mode, lease_id, deadline)
 
-        # Fast path for an idempotent open, without starting a holder.
-        existing = self._existing(lease_id, deadline)
+        # Fast path for an idempotent open, without starting a holder (a fresh id is not open).
+        existing = self._existing(lease_id, deadline) if given else None
         if existing is not None:
             return existing
 
         expires = round(start + ttl, 3) if ttl else None
         holder = self.spawn_holder(lease_id, deadline, expires, owner_pid, owner_start)
         committed = False
+        admitted = None
         seq = None
         token = "%s-%d" % (lease_id, os.getpid())
         try:
@@ -897,15 +915,14 @@ class Window(object):
                     if ok:
                         state["waiters"].pop(token, None)
                         try:
-                            result = self._admit(state, holder, mode, lease_id, expires, owner_pid,
-                                                 owner_start, on_unsupported, probe, before)
+                            admitted = self._admit(state, holder, mode, lease_id, expires, owner_pid,
+                                                   owner_start, on_unsupported, probe, before)
                         except WindowError:
                             raise
                         except Exception:
                             self._abandon(lease_id)
                             raise
-                        committed = True
-                        return result
+                        break
                     if time.time() >= deadline:
                         state["waiters"].pop(token, None)
                         if mode == "native" and on_unsupported == "emulate" and state.get("mode") != "native":
@@ -913,11 +930,10 @@ class Window(object):
                             if ok:
                                 reason = ("native window not available after waiting %ss: %s"
                                           % (wait, self.holders_text(state)))
-                                result = self._admit(state, holder, "emulation", lease_id, expires, owner_pid,
-                                                     owner_start, on_unsupported, probe, before,
-                                                     reason=reason)
-                                committed = True
-                                return result
+                                admitted = self._admit(state, holder, "emulation", lease_id, expires,
+                                                       owner_pid, owner_start, on_unsupported, probe, before,
+                                                       reason=reason)
+                                break
                         self.save(state)
                         what = ("the other mode's leases to drain" if blocker == "window_mode"
                                 else "earlier waiters of the other mode")
@@ -935,6 +951,9 @@ class Window(object):
                 finally:
                     self.release()
                 time.sleep(POLL)
+            self._commit(holder, admitted)
+            committed = True
+            return admitted
         finally:
             if not committed:
                 holder.dismiss()
@@ -1001,7 +1020,7 @@ class Window(object):
                before, reason=None):
         """Admit the lease (caller holds the mutex and checked admissibility)."""
         now = time.time()
-        record = {"mode": mode, "pid": holder.pid, "start": proc_start_time(holder.pid),
+        record = {"mode": mode, "pid": holder.pid, "start": holder.start,
                   "lock": holder.lock_name, "owner_pid": owner_pid,
                   "owner_start": owner_start, "created": round(now, 3), "expires": expires}
         first = state.get("mode") is None
@@ -1036,19 +1055,32 @@ class Window(object):
             state["leases"][lease_id] = record
             self._event(state, "joined", lease=lease_id, detail="%s window" % mode)
         self.save(state)
-        if not holder.send("commit %s" % mode) or holder.read_line(HOLDER_START_WAIT) != "ok":
-            holder.close_pipes()
-            self.recover(state)
-            self.save(state)
-            raise WindowError("the lease holder pid %d died before it was committed; the window was "
-                              "recovered" % holder.pid)
-        holder.wait_eof(HOLDER_START_WAIT)
-        holder.close_pipes()
         result = self._result(state, lease_id, changed=True, before=before)
         result["first"] = first
         result["reason"] = reason
         result["probe"] = _short_probe(probe_result) if probe_result else None
         return result
+
+    def _commit(self, holder, result):
+        """After the mutex is released: tell the holder its lease is admitted
+        (``commit MODE``, the effective mode) and wait for ``ok`` and for it to
+        close its pipes. The lease is live from admission on (the holder holds
+        its lock); until ``commit`` the holder only does not watch yet."""
+        if holder.send("commit %s" % result["mode"]) and holder.read_line(HOLDER_START_WAIT) == "ok":
+            holder.wait_eof(HOLDER_START_WAIT)
+            holder.close_pipes()
+            return
+        holder.close_pipes()
+        holder.kill()                       # its lease is dead now: recover it like any other
+        self.acquire()
+        try:
+            state = self.load()
+            if self.recover(state) or result["lease_id"] not in state["leases"]:
+                self.save(state)
+        finally:
+            self.release()
+        raise WindowError("the lease holder pid %d ended before it was committed (killed, or the lease was "
+                          "closed meanwhile); the window was recovered" % holder.pid)
 
     def _result(self, state, lease_id, changed, before=None):
         record = state["leases"].get(lease_id) or {}
@@ -1146,13 +1178,8 @@ class Window(object):
         finally:
             self.release()
         _stop_holder(record)
-        self._wait_lock_free(record, 5)
+        wait_exit(record["pid"], record.get("start"), 5)     # its locks are gone when it has exited
         return self._closed_result(state, lease_id, record, True, restored, before)
-
-    def _wait_lock_free(self, record, timeout):
-        end = time.time() + timeout
-        while time.time() < end and pid_alive(record["pid"], record.get("start")) and _holds_lock(record["pid"]):
-            time.sleep(0.005)
 
     def _closed_result(self, state, lease_id, record, changed, restored, before, after=None):
         status = self.entry_status()
@@ -1258,14 +1285,6 @@ class Window(object):
 # ---------------------------------------------------------------------------
 # module-level helpers
 # ---------------------------------------------------------------------------
-
-def _holds_lock(pid):
-    try:
-        locks = parse_proc_locks(_read_text("/proc/locks"))
-    except (IOError, OSError):
-        return False
-    return any(lock["pid"] == pid for lock in locks)
-
 
 def _stop_holder(record):
     """Tell a live holder its lease was closed for it (SIGUSR1: exit, touch nothing)."""

@@ -18,8 +18,10 @@ description:
     An emulation lease enables an admin-disabled entry for its duration.
   - Each lease is held by a small detached holder process (own session, stdio on C(/dev/null)) that owns
     the kernel locks, enforces O(ttl) and O(owner_pid), and re-asserts its mode's state within about
-    0.1 s when the entry is toggled or re-registered behind its back. The holder's code is copied into the
-    root-only O(run_dir), so it keeps running after the module's temporary files are deleted.
+    0.1 s when the entry is toggled or re-registered behind its back. The holder is forked from the module
+    (no new interpreter is started) and needs no file of the module's temporary payload, so it keeps
+    running after those files are deleted. Its command line reads C(nativearm-window-holder ENTRY
+    lease=ID ...) (cut to the length of the module's own command line).
   - Concurrent calls (Ansible forks, several builds on one host) are safe; see the notes for the protocol.
   - The first native lease runs O(probe) with the entry disabled. If the probe fails the window is rolled
     back (prior state restored) before anything else can see it, then O(on_unsupported) decides.
@@ -220,16 +222,14 @@ entry_enabled:
   returned: always
   type: bool
 """
-
 import shlex
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nativearm.binfmt.plugins.module_utils import window
-# Imported so that AnsiballZ ships it: window copies its source into run_dir for the holders.
-from ansible_collections.nativearm.binfmt.plugins.module_utils import _holder  # noqa: F401 pylint: disable=unused-import
-from ansible_collections.nativearm.binfmt.plugins.module_utils.descriptors import find_descriptor
-from ansible_collections.nativearm.binfmt.plugins.module_utils.probe import direct_probe
+
+# probe and descriptors are imported where they are needed: a close needs
+# neither, and AnsiballZ payloads carry no bytecode (every import compiles).
 
 
 def build_module():
@@ -275,13 +275,24 @@ def run(module):
     if p["state"] == "closed":
         return win.close(p["lease_id"], wait=p["wait"], check_mode=module.check_mode)
     argv = probe_argv(p["probe"])
+
+    def probe():
+        from ansible_collections.nativearm.binfmt.plugins.module_utils.probe import direct_probe
+        return direct_probe(argv, binfmt_misc=p["binfmt_misc"])
+
     result = win.open(mode=p["mode"], lease_id=p["lease_id"], ttl=p["ttl"], owner_pid=p["owner_pid"],
-                      wait=p["wait"], on_unsupported=p["on_unsupported"],
-                      probe=lambda: direct_probe(argv, binfmt_misc=p["binfmt_misc"]),
+                      wait=p["wait"], on_unsupported=p["on_unsupported"], probe=probe,
                       check_mode=module.check_mode)
-    descriptor = bool(find_descriptor(p["entry"], dpkg_query=None))
+    # the descriptor only decides the tier when the lease is not native (and the entry is registered)
+    descriptor = bool(not result.get("native") and result.get("entry_present") and has_descriptor(p["entry"]))
     result["tier"] = window.decide_tier(result.get("native"), result.get("entry_present"), descriptor)
     return result
+
+
+def has_descriptor(entry):
+    """A packaged or admin descriptor (binfmt-support or binfmt.d) registers ``entry``."""
+    from ansible_collections.nativearm.binfmt.plugins.module_utils.descriptors import find_descriptor
+    return bool(find_descriptor(entry, dpkg_query=None))
 
 
 def main():

@@ -9,6 +9,7 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 import threading
 import time
 
@@ -85,9 +86,14 @@ def test_holder_is_detached_with_stdio_on_devnull(host):
     # exactly its lease lock and the entry: no pipe, no inherited descriptor
     assert len(others) == 2, others
     assert any(p.endswith(ENTRY) for p in others) and any(".lock" in p for p in others)
+    # forked, not exec'd: it names itself (command line over the opener's argv area, comm)
     cmd = W.proc_cmdline(pid)
-    assert os.path.join(host.run_dir, "code") in cmd and "_holder.py" in cmd
+    assert cmd.startswith("nativearm-window-holder %s lease=%s" % (ENTRY, a["lease_id"])), cmd
+    with open("/proc/%d/comm" % pid) as f:
+        assert f.read().strip() == "window-holder"
+    assert open("/proc/%d/cmdline" % os.getpid(), "rb").read() != open("/proc/%d/cmdline" % pid, "rb").read()
     host.window().close(a["lease_id"])
+    wait_for(lambda: gone(pid))
 
 
 def test_run_dir_is_root_only_and_per_instance(host, instance, tmp_path):
@@ -327,7 +333,7 @@ def test_no_starvation_under_native_load(host):
     """Overlapping native leases keep the window open forever; an emulation
     opener still gets in, because new native joiners queue behind it."""
     from ansible_env import collections_path
-    workers = [subprocess.Popen([W.sys.executable, "-c", FAIR_LOAD, collections_path(), host.path,
+    workers = [subprocess.Popen([sys.executable, "-c", FAIR_LOAD, collections_path(), host.path,
                                  host.run_dir, "6"], stdout=subprocess.PIPE, text=True) for dummy in range(4)]
     try:
         wait_for(lambda: host.facts()["lease_count"] >= 2, timeout=10)
@@ -561,7 +567,7 @@ time.sleep(60)
 def test_a_stuck_mutex_holder_is_named_after_a_bounded_wait(host):
     w = host.window()
     w.ensure_dirs()
-    stuck = subprocess.Popen([W.sys.executable, "-c", HOLD_MUTEX, os.path.join(w.dir, "mutex-" + ENTRY),
+    stuck = subprocess.Popen([sys.executable, "-c", HOLD_MUTEX, os.path.join(w.dir, "mutex-" + ENTRY),
                               "nativearm-test-stuck-opener"], stdout=subprocess.PIPE, text=True)
     try:
         assert stuck.stdout.readline().strip() == "locked"

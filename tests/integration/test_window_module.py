@@ -3,7 +3,7 @@
 ``ansible localhost -m ...`` runs inside a private binfmt_misc instance
 (nsenter), exactly as on a host: the module is shipped as an AnsiballZ payload
 whose directory is deleted when the module returns, so these tests prove that
-the holder lives on, detached, with code from the run dir.
+the holder (forked from the module) lives on, detached, needing none of it.
 """
 import os
 import stat
@@ -12,6 +12,7 @@ import pytest
 
 from ansible_env import run_module
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
+from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
 
 from window_support import ENTRY, Host, gone, wait_for
 
@@ -40,10 +41,14 @@ def test_module_native_window_lifecycle(host):
     # the module has exited and its AnsiballZ directory is gone; the holder lives on, detached
     assert not gone(pid) and os.getsid(pid) == pid
     assert os.readlink("/proc/%d/cwd" % pid) == "/"
-    code = [a for a in open("/proc/%d/cmdline" % pid, "rb").read().split(b"\0") if a.endswith(b"_holder.py")]
-    assert code and code[0].decode().startswith(host.run_dir + "/code/")
-    assert stat.S_IMODE(os.stat(code[0].decode()).st_mode) == 0o600
+    # forked from the module: it names itself over the module's command line (the AnsiballZ path)...
+    assert W.proc_cmdline(pid).startswith("nativearm-window-holder %s lease=ci-1 " % ENTRY)
     assert b"ansible-tmp" not in open("/proc/%d/cmdline" % pid, "rb").read()
+    # ...and holds nothing of the payload, which is deleted by now: no descriptor, no mapping
+    fds = [os.readlink("/proc/%d/fd/%s" % (pid, fd)) for fd in os.listdir("/proc/%d/fd" % pid)]
+    assert not [f for f in fds if "ansible-tmp" in f or "AnsiballZ" in f], fds
+    assert "ansible-tmp" not in open("/proc/%d/maps" % pid).read()
+    assert stat.S_IMODE(os.stat(host.run_dir).st_mode) == 0o700
     assert host.entry() == "disabled"
     # it still does its job after the module is gone: an external re-enable is undone
     bm.set_enabled(ENTRY, True, host.path)
@@ -57,6 +62,20 @@ def test_module_native_window_lifecycle(host):
     assert c["_status"] == "ok" and c["changed"] and c["restored"] and c["prior_state"] == "enabled"
     assert c["diff"]["after"]["entry_enabled"] is True
     assert host.entry() == "enabled"
+    wait_for(lambda: gone(pid))
+
+
+def test_module_holder_ends_its_lease_by_ttl_after_the_module_is_gone(host):
+    """The forked holder takes the mutex, rewrites the records and restores the
+    entry long after the module and its AnsiballZ payload are gone."""
+    r = window(host, state="open", probe=["/bin/true"], ttl=2)
+    assert r["_status"] == "ok" and r["native"] and host.entry() == "disabled", r
+    pid = r["holder_pid"]
+    assert not gone(pid)
+    elapsed = wait_for(lambda: host.entry() == "enabled", timeout=8)
+    assert elapsed < 6
+    wait_for(lambda: "ttl_expired" in [e["event"] for e in host.facts()["events"]], timeout=2)
+    assert host.facts()["lease_count"] == 0 and host.facts()["prior_state"] is None
     wait_for(lambda: gone(pid))
 
 

@@ -3,8 +3,8 @@
 A ``Host`` is a private binfmt_misc instance playing a build host: qemu-arm
 registered as qemu-user-static registers it, a private run dir for the lease
 records, and a teardown that SIGKILLs every holder started for that run dir
-(found by the run dir in its command line), so no test leaks a process that
-would keep its namespace alive.
+(found by the lease lock file it keeps open under the run dir), so no test
+leaks a process that would keep its namespace alive.
 """
 import os
 import signal
@@ -49,8 +49,33 @@ def processes_mentioning(text):
     return pids
 
 
+def processes_using(run_dir):
+    """Pids (not ours) with a descriptor open on a file under ``run_dir``: every
+    holder keeps its lease lock file open for its whole life. (A holder is
+    forked, and its command line is a title cut to its opener's argv size, so
+    it is found by what it holds, not by its command line.)"""
+    prefix = os.path.realpath(str(run_dir)) + os.sep
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            fds = os.listdir("/proc/%s/fd" % name)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink("/proc/%s/fd/%s" % (name, fd))
+            except OSError:
+                continue
+            if target.startswith(prefix):
+                pids.append(int(name))
+                break
+    return pids
+
+
 def kill_holders(run_dir):
-    for pid in processes_mentioning(run_dir):
+    for pid in set(processes_using(run_dir) + processes_mentioning(run_dir)):
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:

@@ -27,6 +27,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import queue
 import random
 import signal
 import sys
@@ -62,9 +63,9 @@ def _true_probe():
     return W.run_probe(["/bin/true"])
 
 
-def worker(index, path, run_dir, cycles, kill_rate, native_share, hold_ms, out):
+def worker(index, path, run_dir, cycles, kill_rate, native_share, hold_ms, out, done=None):
     try:
-        _worker(index, path, run_dir, cycles, kill_rate, native_share, hold_ms, out)
+        _worker(index, path, run_dir, cycles, kill_rate, native_share, hold_ms, out, done)
     except BaseException:
         import traceback
         stats = {"cycles": 0, "native": 0, "emulation": 0, "kills": 0, "left_stale": 0, "errors": 1,
@@ -73,7 +74,7 @@ def worker(index, path, run_dir, cycles, kill_rate, native_share, hold_ms, out):
         out.put((index, stats))
 
 
-def _worker(index, path, run_dir, cycles, kill_rate, native_share, hold_ms, out):
+def _worker(index, path, run_dir, cycles, kill_rate, native_share, hold_ms, out, done=None):
     rnd = random.Random(index * 7919 + int(time.time()))
     w = W.Window(ENTRY, path, run_dir)
     stats = {"cycles": 0, "native": 0, "emulation": 0, "kills": 0, "left_stale": 0, "errors": 0,
@@ -109,6 +110,7 @@ def _worker(index, path, run_dir, cycles, kill_rate, native_share, hold_ms, out)
             if rnd.random() < 0.5:
                 stats["left_stale"] += 1         # the next caller must recover it
                 stats["cycles"] += 1
+                _count(done)
                 continue
         t1 = time.time()
         try:
@@ -119,7 +121,15 @@ def _worker(index, path, run_dir, cycles, kill_rate, native_share, hold_ms, out)
                 stats["messages"].append(exc.message[:300])
         stats["close_ms"].append((time.time() - t1) * 1000)
         stats["cycles"] += 1
+        _count(done)
     out.put((index, stats))
+
+
+def _count(done):
+    """One more cycle finished, for the progress lines."""
+    if done is not None:
+        with done.get_lock():
+            done.value += 1
 
 
 def observer(path, run_dir, prior, stop, out):
@@ -164,7 +174,7 @@ def pct(values, p):
 
 
 def run(workers=8, cycles=25, kill_rate=0.05, native_share=0.7, hold_ms=20, prior_enabled=True,
-        verbose=True):
+        verbose=True, progress=30.0):
     """Run one stress round; returns the summary dict (``ok`` says all is well)."""
     ctx = multiprocessing.get_context("fork")
     started = time.time()
@@ -180,13 +190,21 @@ def run(workers=8, cycles=25, kill_rate=0.05, native_share=0.7, hold_ms=20, prio
         stop = ctx.Event()
         obs = ctx.Process(target=observer, args=(inst.path, run_dir, prior, stop, out))
         obs.start()
+        done = ctx.Value("l", 0)
         procs = [ctx.Process(target=worker, args=(i, inst.path, run_dir, cycles, kill_rate, native_share,
-                                                  hold_ms, out)) for i in range(workers)]
+                                                  hold_ms, out, done)) for i in range(workers)]
         for p in procs:
             p.start()
         results = {}
         while len(results) < workers:
-            key, stats = out.get()
+            try:
+                key, stats = out.get(timeout=progress)
+            except queue.Empty:
+                if verbose:
+                    print("progress: %.0f s, %d of %d cycles done, %d workers finished, load %s"
+                          % (time.time() - started, done.value, workers * cycles, len(results),
+                             " ".join("%.2f" % x for x in os.getloadavg())), flush=True)
+                continue
             results[key] = stats
         for p in procs:
             p.join()
@@ -232,15 +250,25 @@ def _name(enabled):
 
 
 def _holders(run_dir):
+    """Pids (not ours) with a descriptor on a file under ``run_dir``: every live
+    holder keeps its lease lock file open (holders are forked, so their
+    command line is a title cut to their opener's argv size)."""
+    prefix = os.path.realpath(run_dir) + os.sep
     pids = []
     for name in os.listdir("/proc"):
-        if name.isdigit():
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            fds = os.listdir("/proc/%s/fd" % name)
+        except OSError:
+            continue
+        for fd in fds:
             try:
-                with open("/proc/%s/cmdline" % name, "rb") as f:
-                    if run_dir.encode() in f.read():
-                        pids.append(int(name))
+                if os.readlink("/proc/%s/fd/%s" % (name, fd)).startswith(prefix):
+                    pids.append(int(name))
+                    break
             except OSError:
-                pass
+                continue
     return pids
 
 

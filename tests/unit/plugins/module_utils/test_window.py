@@ -5,6 +5,7 @@ import stat
 
 import pytest
 
+from ansible_collections.nativearm.binfmt.plugins.module_utils import _holder
 from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
 
 LOCKS = """\
@@ -165,8 +166,72 @@ def test_run_probe_shapes():
     assert missing["native"] is False and missing["rc"] is None and "could not run" in missing["reason"]
 
 
-def test_holder_source_is_installable():
-    """window.py finds its own and the holder's source (what the run dir gets)."""
-    src = W._module_source("_holder")
-    assert "nativearm-window-holder" in src and "import window" in src
-    assert "Invariants" in W._module_source("window")
+def _in_child(body):
+    """Run ``body(fd)`` in a forked child (the way a holder starts); ``fd`` is
+    a pipe to us. Returns (child pid, go fd, the bytes it wrote); the child
+    waits until ``_finish`` so that its /proc entries can be read."""
+    r, w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.close(go_w)
+            body(w, go_r)
+            os.close(w)
+            os.read(go_r, 1)
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.close(go_r)
+    data = b""
+    while True:
+        chunk = os.read(r, 4096)
+        if not chunk:
+            break
+        data += chunk
+    os.close(r)
+    return pid, go_w, data
+
+
+def _finish(pid, go_w):
+    os.close(go_w)
+    os.waitpid(pid, 0)
+
+
+def test_holder_titles_itself():
+    """A forked holder shows what it is in /proc/PID/cmdline and comm (the kernel
+    reads them from the process's own argv area and task name)."""
+    title = "nativearm-window-holder qemu-arm lease=abc /run/nativearm-binfmt/dev0.1-userns1"
+    pid, go, dummy = _in_child(lambda fd, go_fd: _holder.set_title(title))
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            cmdline = f.read()
+        with open("/proc/self/cmdline", "rb") as f:
+            mine = f.read()
+        with open("/proc/%d/comm" % pid) as f:
+            assert f.read().strip() == _holder.COMM
+        shown = W.proc_cmdline(pid)
+    finally:
+        _finish(pid, go)
+    assert len(cmdline) == len(mine)                       # written over the argv area, not beyond
+    assert cmdline.rstrip(b"\0") and b"\0" not in cmdline.rstrip(b"\0")
+    assert shown and title.startswith(shown) and shown.startswith("nativearm-window-holder")
+
+
+def test_holder_closes_every_other_descriptor():
+    keep = os.open(os.devnull, os.O_RDONLY)
+    extra = [os.open(os.devnull, os.O_RDONLY) for dummy in range(3)]
+
+    def body(fd, go_fd):
+        _holder.close_fds_except((keep, fd, go_fd))
+        os.write(fd, " ".join(sorted(os.listdir("/proc/self/fd"), key=int)).encode())
+    try:
+        pid, go, data = _in_child(body)
+        _finish(pid, go)
+    finally:
+        for fd in [keep] + extra:
+            os.close(fd)
+    left = set(int(x) for x in data.split())
+    assert keep in left and not set(extra) & left
+    assert len([fd for fd in left if fd > 2]) <= 4, left      # keep, the two pipes, listdir's own
