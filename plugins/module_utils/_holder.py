@@ -110,23 +110,33 @@ def set_title(title, comm=COMM):
     """Show ``title`` as this process's command line and ``comm`` as its name.
 
     The command line of a forked process is the opener's (for a module, the
-    path of its AnsiballZ file). The kernel reads /proc/PID/cmdline from the
-    argv area of the process's own memory, so the title is written there
-    through /proc/self/mem, cut to the area's size and padded with NULs.
-    Best effort: nothing depends on it but what people and /proc/locks
-    reports see.
+    path of its AnsiballZ file, or just the interpreter's with pipelining).
+    The kernel reads /proc/PID/cmdline from the argv area of the process's
+    own memory, so the title is written there through /proc/self/mem: padded
+    with NULs when it fits; otherwise it runs on into the environment strings
+    that follow (the kernel then shows the first NUL-terminated string, as for
+    setproctitle(3); Python's os.environ is a copy, and the holder reads no
+    variable). Best effort: nothing depends on it but what people and
+    /proc/locks reports see.
     """
     try:
         with open("/proc/self/stat", "rb") as f:
             fields = f.read().rsplit(b")", 1)[1].split()
-        start, end = int(fields[45]), int(fields[46])      # arg_start, arg_end (fields 48, 49)
-        if end - start >= 2:
-            data = title.encode("utf-8", "replace")[:end - start - 1]
-            fd = os.open("/proc/self/mem", os.O_RDWR | os.O_CLOEXEC)
-            try:
-                os.pwrite(fd, data + b"\0" * (end - start - len(data)), start)
-            finally:
-                os.close(fd)
+        # arg_start, arg_end, env_start, env_end: fields 48-51 of /proc/PID/stat
+        start, end, env_start, env_end = [int(x) for x in fields[45:49]]
+        if end - start < 2:
+            return
+        data = title.encode("utf-8", "replace")
+        if len(data) < end - start:
+            data += b"\0" * (end - start - len(data))
+        else:
+            room = (env_end if env_start == end else end) - start
+            data = data[:room - 1] + b"\0"
+        fd = os.open("/proc/self/mem", os.O_RDWR | os.O_CLOEXEC)
+        try:
+            os.pwrite(fd, data, start)
+        finally:
+            os.close(fd)
     except (OSError, ValueError, IndexError):
         pass
     try:

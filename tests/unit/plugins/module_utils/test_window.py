@@ -219,6 +219,40 @@ def test_holder_titles_itself():
     assert shown and title.startswith(shown) and shown.startswith("nativearm-window-holder")
 
 
+SHORT_ARGV = r"""
+import os, sys
+sys.path.insert(0, sys.argv[1] if len(sys.argv) > 1 else "")
+from ansible_collections.nativearm.binfmt.plugins.module_utils import _holder
+ready_r, ready_w = os.pipe()
+go_r, go_w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    _holder.set_title("nativearm-window-holder qemu-arm lease=a-rather-long-lease-id-0123456789 /run/x")
+    os.write(ready_w, b"x")
+    os.read(go_r, 1)
+    os._exit(0)
+os.read(ready_r, 1)
+with open("/proc/%d/cmdline" % pid, "rb") as f:
+    sys.stdout.write(repr(f.read()))
+os.write(go_w, b"x")
+os.waitpid(pid, 0)
+"""
+
+
+def test_holder_title_longer_than_the_openers_command_line():
+    """With pipelining a module's python has a short command line (just the
+    interpreter): the title runs on into the environment area, in full."""
+    import ast
+    import subprocess
+    import sys
+    from ansible_collections.nativearm.binfmt.plugins.module_utils import _holder as mod
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(mod.__file__)))))
+    code = SHORT_ARGV.replace('sys.argv[1] if len(sys.argv) > 1 else ""', repr(os.path.dirname(root)))
+    out = subprocess.run([sys.executable], input=code, capture_output=True, text=True, check=True).stdout
+    shown = ast.literal_eval(out)
+    assert shown == b"nativearm-window-holder qemu-arm lease=a-rather-long-lease-id-0123456789 /run/x\0", shown
+
+
 def test_holder_closes_every_other_descriptor():
     keep = os.open(os.devnull, os.O_RDONLY)
     extra = [os.open(os.devnull, os.O_RDONLY) for dummy in range(3)]
