@@ -1,6 +1,6 @@
 """A private binfmt_misc instance held by a long-lived sandbox process.
 
-``Instance`` starts ``nsrun.py -- sleep`` (new user + mount namespace, full
+``Instance`` starts ``nsrun.py -- cat`` (new user + mount namespace, full
 identity id map, fresh binfmt_misc over /proc/sys/fs/binfmt_misc) and gives
 two views of it:
 
@@ -25,9 +25,12 @@ INNER_PATH = "/proc/sys/fs/binfmt_misc"
 
 class Instance(object):
     def __init__(self):
+        # The sandbox lives until its stdin reaches end of file: close() ends it, and so
+        # does the death of this process (and of any forked child sharing the pipe), so an
+        # interrupted test run never leaves an instance, or holders watching it, behind.
         self.proc = subprocess.Popen(
-            [sys.executable, NSRUN, "--", "sh", "-c", "echo ready; exec sleep 86400"],
-            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+            [sys.executable, NSRUN, "--", "sh", "-c", "echo ready; exec cat > /dev/null"],
+            stdout=subprocess.PIPE, stdin=subprocess.PIPE)
         line = self.proc.stdout.readline()
         if line.strip() != b"ready":
             self.proc.kill()
@@ -64,8 +67,9 @@ class Instance(object):
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
-        if self.proc.stdout:
-            self.proc.stdout.close()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe:
+                pipe.close()
 
     def __enter__(self):
         return self
