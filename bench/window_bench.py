@@ -188,8 +188,12 @@ def module_ratio(runs):
         state = bm.read_entry(ENTRY, inst.path)["enabled"]
     w, p = statistics.median(times["window"]), statistics.median(times["ping"])
     print("  window open+close median %.2f s, two pings median %.2f s over %d runs" % (w, p, runs))
+    for name in ("window", "ping"):
+        print("    %-6s %s" % (name, " ".join("%.2f" % x for x in times[name])))
     print("  ratio %.3f (goal <= 1.10: %s); entry after: %s"
           % (w / p, "met" if w / p <= 1.10 else "NOT met", "enabled" if state else "disabled"))
+    paired = statistics.median(a / b for a, b in zip(times["window"], times["ping"]))
+    print("  (median of the ratios of each run's window and ping plays, which ran back to back: %.3f)" % paired)
     return w / p
 
 
