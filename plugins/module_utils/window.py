@@ -122,7 +122,15 @@ Recovery (every open and close, binfmt_info, holders)
 Under the mutex: a recorded lease whose lock is free is dead; its record is
 dropped (event ``holder_gone``). If no live lease remains but a window is
 recorded, the window is *stale*: ``prior`` is restored (event
-``stale_window_restored``). Dead waiters (pid + start time) are dropped.
+``stale_window_restored``) -- onto the entry the window changed only: when
+the records are from another boot, or the entry now has another inode
+(re-registered after the holders died, or a new binfmt_misc instance that
+reuses a dead one's st_dev and namespace inode, hence its key), the stale
+records are dropped and the entry is left as its registrant set it (event
+``stale_window_dropped``). Entry inodes come from one per-boot counter for
+all instances, so they are not reused the way keys are. Dead waiters (pid +
+start time) are dropped, and so are lease lock files that no record names
+and no process locks (a holder killed before its lease was admitted).
 
 Re-assertion (holders)
 ----------------------
@@ -161,6 +169,7 @@ FULL_LOOK = 1.0          # a waiter re-checks under the mutex (and recovers) at 
 MUTEX_MIN_WAIT = 45.0    # held briefly by our own processes; at most a probe (30 s timeout) long
 HOLDER_START_WAIT = 20.0  # a forked holder answers in milliseconds; this bounds a stuck machine
 PROBE_TIMEOUT = 60
+LOCK_FILE_MIN_AGE = 60.0  # an unrecorded, unlocked lease lock file this old is litter (see _sweep_lock_files)
 MAX_EVENTS = 50
 STATE_VERSION = 1
 TIERS = ("packaged_descriptor", "registered_entry", "native_probe", "qemu_fallback")
@@ -267,11 +276,33 @@ def restore_target(state):
     return None
 
 
+def stale_restore_refusal(state, status, boot_id):
+    """Why a stale window must *not* be restored onto the entry as it is now
+    (``status``: {present, enabled, ino}), or None when it may.
+
+    A stale window's records can outlive what they describe: a run_dir that
+    survives a reboot, or -- since anonymous device numbers and namespace
+    inodes are reused -- a new binfmt_misc instance that gets the dead one's
+    instance key. Entry inodes come from one per-boot counter shared by every
+    instance, so "same boot, same entry inode" means "the entry this window
+    changed". An entry re-registered after the holders died (new inode) got
+    its state from its registrant; the stale prior is not forced onto it.
+    """
+    if state.get("boot_id") and boot_id and state["boot_id"] != boot_id:
+        return "the records are from an earlier boot (boot id %s, now %s)" % (state["boot_id"], boot_id)
+    recorded = state.get("entry_ino")
+    if recorded is not None and status.get("present") and status.get("ino") != recorded:
+        return ("the entry now is a different registration (inode %s; the window changed inode %s): "
+                "re-registered after the window's holders died, or another binfmt_misc instance "
+                "that reuses a dead one's key; its state is its registrant's" % (status.get("ino"), recorded))
+    return None
+
+
 def empty_state(entry):
     return {"version": STATE_VERSION, "entry": entry, "mode": None, "prior": None,
             "adopted": None, "opened_at": None, "native": None, "tier": None,
-            "probe": None, "entry_ino": None, "leases": {}, "waiters": {}, "seq": 0, "phase_seq": 0,
-            "events": []}
+            "probe": None, "entry_ino": None, "boot_id": None, "leases": {}, "waiters": {}, "seq": 0,
+            "phase_seq": 0, "events": []}
 
 
 # ---------------------------------------------------------------------------
@@ -281,6 +312,14 @@ def empty_state(entry):
 def _read_text(path):
     with open(path, "r") as f:
         return f.read()
+
+
+def boot_id():
+    """This boot's id (/proc/sys/kernel/random/boot_id), or None where unreadable."""
+    try:
+        return _read_text("/proc/sys/kernel/random/boot_id").strip() or None
+    except (IOError, OSError):
+        return None
 
 
 def proc_start_time(pid):
@@ -616,6 +655,7 @@ class Window(object):
         self.dir = instance_dir
         self.mutex_min_wait = MUTEX_MIN_WAIT
         self._mutex_fd = None
+        self.last_recovery = None     # what the last stale recovery did: "restored" | "dropped"
 
     # -- files ---------------------------------------------------------------
     def _path(self, name):
@@ -762,9 +802,13 @@ class Window(object):
         status = self.entry_status()
         self._event(state, why, lease=lease, detail="prior %s; entry now %s" % (
             _describe_prior(state.get("prior")), _describe_status(status)))
-        for key in ("mode", "prior", "adopted", "opened_at", "native", "tier", "probe", "entry_ino"):
-            state[key] = None
+        self._clear_window(state)
         return wrote
+
+    @staticmethod
+    def _clear_window(state):
+        for key in ("mode", "prior", "adopted", "opened_at", "native", "tier", "probe", "entry_ino", "boot_id"):
+            state[key] = None
 
     def recover(self, state):
         """Drop dead leases and waiters; restore a stale window. True when restored."""
@@ -777,10 +821,39 @@ class Window(object):
         for token, waiter in list(state["waiters"].items()):
             if not pid_alive(waiter["pid"], waiter.get("start")):
                 del state["waiters"][token]
+        self._sweep_lock_files(state)
         if state.get("prior") is not None and not state["leases"]:
-            self._restore(state, "stale_window_restored")
+            refusal = stale_restore_refusal(state, self.entry_status(), boot_id())
+            self.last_recovery = "dropped" if refusal else "restored"
+            if refusal:
+                self._event(state, "stale_window_dropped", detail="prior %s not applied: %s" % (
+                    _describe_prior(state.get("prior")), refusal))
+                self._clear_window(state)
+            else:
+                self._restore(state, "stale_window_restored")
             return True
         return False
+
+    def _sweep_lock_files(self, state, min_age=LOCK_FILE_MIN_AGE):
+        """Unlink lease lock files that no record names and no process locks: a
+        holder killed before its lease was admitted leaves one. A holder creates
+        its file, then locks it, so only files older than ``min_age`` go."""
+        try:
+            names = os.listdir(self.dir)
+        except OSError:
+            return
+        known = set(r.get("lock") for r in state["leases"].values())
+        now = time.time()
+        for name in names:
+            if not (name.startswith("lease-") and name.endswith(".lock")) or name in known:
+                continue
+            try:
+                if now - os.lstat(self._path(name)).st_mtime < min_age:
+                    continue
+            except OSError:
+                continue
+            if not self.lease_alive({"lock": name}):
+                self._drop_lock_file({"lock": name})
 
     def _remove_lease(self, state, lease_id, why):
         """Remove one lease; restore when it was the last. Returns (record, restored)."""
@@ -1028,7 +1101,8 @@ class Window(object):
         if first:
             status = self.entry_status()
             state.update(mode=mode, prior={"present": status["present"], "enabled": status["enabled"]},
-                         adopted=None, opened_at=round(now, 3), entry_ino=status["ino"], native=None,
+                         adopted=None, opened_at=round(now, 3), entry_ino=status["ino"], boot_id=boot_id(),
+                         native=None,
                          probe=None, tier=None, phase_seq=int(state.get("seq") or 0))
             state["leases"][lease_id] = record
             self._event(state, "opened", lease=lease_id, detail="%s window; prior %s" % (
@@ -1257,16 +1331,23 @@ class Window(object):
                 state = self.load()
                 stale = state.get("prior") is not None and not any(
                     self.lease_alive(r) for r in state["leases"].values())
+                self.last_recovery = None
                 restored = self.recover(state)
                 if restored or stale:
                     self.save(state)
             finally:
                 self.release()
-            return self._facts(state, stale=stale and not restored, restored=restored), restored
+            facts = self._facts(state, stale=stale and not restored,
+                                restored=restored and self.last_recovery == "restored")
+            facts["dropped"] = restored and self.last_recovery == "dropped"
+            return facts, restored
         state = self.load()
         alive = dict((k, self.lease_alive(v)) for k, v in state["leases"].items())
         stale = state.get("prior") is not None and not any(alive.values())
-        return self._facts(state, stale=stale, alive=alive), False
+        facts = self._facts(state, stale=stale, alive=alive)
+        if stale:
+            facts["stale_refusal"] = stale_restore_refusal(state, self.entry_status(), boot_id())
+        return facts, False
 
     def _facts(self, state, stale, alive=None, restored=False):
         leases = []
@@ -1279,7 +1360,7 @@ class Window(object):
                 "lease_count": len(leases), "leases": leases, "prior_state": _prior_text(state.get("prior")),
                 "native": state.get("native"), "stale": stale, "restored": restored,
                 "waiters": len(state.get("waiters") or {}), "events": list(state.get("events") or []),
-                "lock_holders": self.entry_lock_holders()}
+                "lock_holders": self.entry_lock_holders(), "dropped": False, "stale_refusal": None}
 
 
 # ---------------------------------------------------------------------------
@@ -1330,7 +1411,8 @@ def window_facts(entry=DEFAULT_ENTRY, binfmt_misc=DEFAULT_BINFMT_MISC, run_dir=D
         window = Window(entry, binfmt_misc, run_dir)
     except WindowError as exc:
         return {"entry": entry, "error": exc.message, "stale": False, "lease_count": 0, "leases": [],
-                "mode": None, "prior_state": None, "events": [], "lock_holders": [], "restored": False}, False
+                "mode": None, "prior_state": None, "events": [], "lock_holders": [], "restored": False,
+                "dropped": False, "stale_refusal": None}, False
     if not window.exists():
         facts, restored = window._facts(empty_state(entry), stale=False), False
         return facts, restored

@@ -59,7 +59,12 @@ def check(entry, path, run_dir=None):
     leases = {"native": sum(1 for lease in live if lease["mode"] == "native"),
               "emulation": sum(1 for lease in live if lease["mode"] == "emulation")}
     items = []
-    if facts.get("stale"):
+    if facts.get("stale") and facts.get("stale_refusal"):
+        items.append(_item(entry, "stale_window", ["drop_records"],
+                           "the native armhf window on %s is stale (prior state %s recorded, no live "
+                           "holder), but %s: repairing drops its records and leaves %s as it is"
+                           % (entry, facts.get("prior_state"), facts["stale_refusal"], entry)))
+    elif facts.get("stale"):
         items.append(_item(entry, "stale_window", ["restore"],
                            "the native armhf window on %s is stale: prior state %s recorded, no live "
                            "holder; restoring it puts %s back" % (entry, facts.get("prior_state"), entry)))

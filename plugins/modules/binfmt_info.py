@@ -23,7 +23,10 @@ description:
   - One repair, the only change this module makes, when O(repair_stale_window=true), the default.
     A stale window is one whose prior state is recorded but no holder is alive, for example after
     SIGKILL or the OOM killer. The module puts the prior state back and only then reports
-    C(changed=true). In check mode the stale window is reported and left alone.
+    C(changed=true). In check mode the stale window is reported and left alone. A stale window whose
+    entry was re-registered since its holders died (a new inode), or whose records are from another
+    boot, is not forced onto the entry: its records are dropped (C(window.dropped)), also with
+    C(changed=true).
 author:
   - nativearm.binfmt contributors (@nativearm)
 options:
@@ -134,8 +137,9 @@ native_armhf:
 window:
   description:
     - The native armhf window on O(window_entry). Includes C(lease_count), C(leases) (id, mode,
-      pid, owner_pid, expiry), C(mode), C(prior_state), C(stale), C(events) and C(lock_holders)
-      (pid, command line, lock type).
+      pid, owner_pid, expiry), C(mode), C(prior_state), C(stale), C(stale_refusal) (why a stale
+      window's prior would not be applied, or null), C(restored), C(dropped), C(events) and
+      C(lock_holders) (pid, command line, lock type).
   returned: always
   type: dict
 """

@@ -103,7 +103,10 @@ notes:
     they justify. The first lease records the prior state before it touches the entry."
   - "A lease is live while its holder holds LOCK_EX on its own lease lock file; the kernel drops that lock
     when the holder dies (SIGKILL, OOM). A window whose leases are all dead is stale: the next open,
-    close, or M(nativearm.binfmt.binfmt_info) restores the prior state."
+    close, or M(nativearm.binfmt.binfmt_info) restores the prior state, onto the entry the window
+    changed only: when the entry was re-registered since (new inode) or the records are from another
+    boot, they are dropped and the entry is left as its registrant set it (event
+    C(stale_window_dropped))."
   - "No flock conversion is ever relied on (LOCK_EX to LOCK_SH is not atomic on Linux). Holders keep
     LOCK_SH on the entry file so /proc/locks shows who uses it; a foreign LOCK_SH never blocks, a foreign
     LOCK_EX delays an open by at most O(wait), then the error names each holder's pid and command line."

@@ -469,6 +469,75 @@ def test_entry_recreated_mid_window(host):
     assert host.entry() == "enabled"
 
 
+def _kill_holder(result):
+    os.kill(result["holder_pid"], signal.SIGKILL)
+    wait_for(lambda: gone(result["holder_pid"]))
+
+
+def test_stale_window_is_not_forced_onto_a_re_registered_entry(instance, tmp_path):
+    host = Host(instance, tmp_path / "run", enabled=False)      # an admin disabled qemu-arm
+    try:
+        a = open_native(host)
+        _kill_holder(a)
+        bm.unregister(ENTRY, host.path)
+        register_qemu_arm(host.path)              # re-registered enabled after the holder died
+        facts = host.facts()
+        assert facts["stale"] and "inode" in facts["stale_refusal"]
+        facts, changed = host.window().facts(repair=True)
+        assert changed and facts["dropped"] and not facts["restored"] and not facts["stale"]
+        assert host.entry() == "enabled"          # the registrant's state, not the stale prior
+        assert facts["events"][-1]["event"] == "stale_window_dropped"
+        assert facts["mode"] is None and facts["prior_state"] is None and facts["lease_count"] == 0
+    finally:
+        host.close()
+
+
+def test_records_of_a_dead_instance_are_not_applied_to_a_new_one(tmp_path):
+    """Anonymous device numbers and user namespace inodes are reused, so a new
+    binfmt_misc instance can get a dead one's instance key, hence its records
+    directory: simulated exactly by handing the new instance the old directory."""
+    from sandbox.instance import Instance
+    old_inst, new_inst = Instance(), Instance()
+    old = Host(old_inst, tmp_path / "run", enabled=False)
+    new = Host(new_inst, tmp_path / "run", enabled=True)
+    try:
+        a = open_native(old)
+        records = old.window().dir
+        _kill_holder(a)
+        old_inst.close()                          # the instance dies with its stale window
+        reused = W.Window(ENTRY, new.path, new.run_dir, instance_dir=records)
+        r = reused.open("native", probe=true_probe, ttl=120)
+        assert r["first"] and r["prior_state"] == "enabled"      # the new instance's own prior
+        events = [e["event"] for e in reused.facts()[0]["events"]]
+        assert "stale_window_dropped" in events and "stale_window_restored" not in events
+        reused.close(r["lease_id"])
+        assert new.entry() == "enabled"
+    finally:
+        old.close()
+        new.close()
+        old_inst.close()
+        new_inst.close()
+
+
+def test_lock_file_of_a_holder_killed_before_admission_is_swept(host):
+    w = host.window()
+    w.close(open_native(host)["lease_id"])                   # records exist, as on a used host
+    deadline = time.time() + 5
+    killed = w.spawn_holder("killed-early", deadline)        # ready, never admitted
+    live = w.spawn_holder("still-waiting", deadline)         # ready, still holding its lock
+    try:
+        killed.kill()
+        killed.close_pipes()
+        old = time.time() - 2 * W.LOCK_FILE_MIN_AGE
+        for holder in (killed, live):
+            os.utime(os.path.join(w.dir, holder.lock_name), (old, old))
+        w.facts(repair=True)
+        assert not os.path.exists(os.path.join(w.dir, killed.lock_name))
+        assert os.path.exists(os.path.join(w.dir, live.lock_name))       # locked: not litter
+    finally:
+        live.dismiss()
+
+
 # ---------------------------------------------------------------------------
 # foreign lock holders
 # ---------------------------------------------------------------------------

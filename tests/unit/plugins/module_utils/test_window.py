@@ -116,6 +116,31 @@ def test_restore_target():
     assert W.restore_target(s) is True
 
 
+def _stale(entry_ino=7, boot="b1"):
+    s = W.empty_state("qemu-arm")
+    s.update(prior={"present": True, "enabled": True}, mode="native", entry_ino=entry_ino, boot_id=boot)
+    return s
+
+
+def test_stale_window_restored_onto_the_entry_it_changed():
+    assert W.stale_restore_refusal(_stale(), {"present": True, "enabled": False, "ino": 7}, "b1") is None
+    # the entry is gone: nothing would be written anyway, nothing to refuse
+    assert W.stale_restore_refusal(_stale(), {"present": False, "enabled": None, "ino": None}, "b1") is None
+    # records written before boot ids were recorded, or where /proc hides it
+    assert W.stale_restore_refusal(_stale(boot=None), {"present": True, "enabled": False, "ino": 7}, "b1") is None
+    assert W.stale_restore_refusal(_stale(), {"present": True, "enabled": False, "ino": 7}, None) is None
+
+
+def test_stale_window_not_forced_onto_a_new_registration():
+    why = W.stale_restore_refusal(_stale(), {"present": True, "enabled": True, "ino": 9}, "b1")
+    assert "inode 9" in why and "inode 7" in why
+
+
+def test_stale_window_from_another_boot_is_not_applied():
+    why = W.stale_restore_refusal(_stale(), {"present": True, "enabled": False, "ino": 7}, "b2")
+    assert "earlier boot" in why
+
+
 @pytest.mark.parametrize("bad", ["", "../x", "a/b", "-x", "x" * 65, "a b", 5])
 def test_bad_lease_ids(bad):
     with pytest.raises(W.WindowError, match="lease_id"):
