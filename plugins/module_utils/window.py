@@ -863,7 +863,8 @@ class Window(object):
         if not state["leases"] and state.get("prior") is not None:
             self._restore(state, "restored", lease=lease_id)
             restored = True
-        self._event(state, why, lease=lease_id)
+        if why != "closed":         # a lease ended by itself (ttl, owner, signal, ...) is worth a line
+            self._event(state, why, lease=lease_id)
         return record, restored
 
     # -- reporting ---------------------------------------------------------------
@@ -1126,8 +1127,9 @@ class Window(object):
             else:
                 state["native"] = False
         else:
+            # Joins and plain closes are not events: the lease list shows them, and at
+            # MAX_EVENTS a busy host would push the events that matter out of the ring.
             state["leases"][lease_id] = record
-            self._event(state, "joined", lease=lease_id, detail="%s window" % mode)
         self.save(state)
         result = self._result(state, lease_id, changed=True, before=before)
         result["first"] = first

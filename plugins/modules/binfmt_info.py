@@ -138,7 +138,11 @@ window:
   description:
     - The native armhf window on O(window_entry). Includes C(lease_count), C(leases) (id, mode,
       pid, owner_pid, expiry), C(mode), C(prior_state), C(stale), C(stale_refusal) (why a stale
-      window's prior would not be applied, or null), C(restored), C(dropped), C(events) and
+      window's prior would not be applied, or null), C(restored), C(dropped), C(events) (the last 50 window transitions and anomalies, each with
+      time, lease, pid and detail: V(opened), V(restored), V(probe_failed_rollback), V(holder_gone),
+      V(stale_window_restored), V(stale_window_dropped), V(reasserted), V(entry_recreated),
+      V(entry_appeared), V(entry_vanished), V(ttl_expired), V(owner_gone), V(opener_gone); joins
+      and plain closes are not events) and
       C(lock_holders) (pid, command line, lock type).
   returned: always
   type: dict
