@@ -385,14 +385,21 @@ def describe_lock_holders(holders):
                      for h in holders)
 
 
-def _flock(fd, operation, deadline):
-    """flock with a bounded wait. Raises _Timeout when ``deadline`` passes."""
+def _try_flock(fd, operation):
+    """One non-blocking flock: True when taken, False when someone else holds it."""
     try:
         fcntl.flock(fd, operation | fcntl.LOCK_NB)
-        return
+        return True
     except (IOError, OSError) as exc:
         if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
             raise
+    return False
+
+
+def _flock(fd, operation, deadline):
+    """flock with a bounded wait. Raises _Timeout when ``deadline`` passes."""
+    if _try_flock(fd, operation):
+        return
     import threading
     if threading.current_thread() is threading.main_thread():
         def _alarm(signum, frame):
@@ -409,14 +416,10 @@ def _flock(fd, operation, deadline):
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.signal(signal.SIGALRM, old)
-    delay = 0.001
+    delay = 0.001                       # not the main thread: no SIGALRM, poll instead
     while True:
-        try:
-            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+        if _try_flock(fd, operation):
             return
-        except (IOError, OSError) as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise
         if time.time() >= deadline:
             raise _Timeout()
         time.sleep(delay)

@@ -54,16 +54,6 @@ options:
     description:
       - Path of the JSON report to write on the host; its directory is created (mode 0755) when missing.
     type: path
-  binfmt_misc:
-    description:
-      - Where binfmt_misc is mounted.
-    type: path
-    default: /proc/sys/fs/binfmt_misc
-  run_dir:
-    description:
-      - Where the native armhf window keeps its lease records (as for M(nativearm.binfmt.native_armhf_window)).
-    type: path
-    default: /run/nativearm-binfmt
   descriptor_dirs:
     description:
       - Directories searched for packaged descriptors (binfmt-support format in C(binfmts) dirs,
@@ -73,6 +63,7 @@ options:
     default: [/usr/share/binfmts, /etc/binfmt.d, /run/binfmt.d, /usr/lib/binfmt.d]
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - nativearm.binfmt.window
 attributes:
   check_mode:
     support: full

@@ -30,10 +30,6 @@ description:
 author:
   - nativearm.binfmt contributors (@nativearm)
 options:
-  binfmt_misc:
-    description: Where binfmt_misc is mounted.
-    type: path
-    default: /proc/sys/fs/binfmt_misc
   binfmts_dir:
     description: binfmt-support's import directory.
     type: path
@@ -58,16 +54,13 @@ options:
     description: The entry native armhf windows toggle.
     type: str
     default: qemu-arm
-  run_dir:
-    description: Where native armhf windows keep their lease records (root-only).
-    type: path
-    default: /run/nativearm-binfmt
   repair_stale_window:
     description: Restore the prior state of a stale window (see the description).
     type: bool
     default: true
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - nativearm.binfmt.window
 attributes:
   check_mode:
     support: full

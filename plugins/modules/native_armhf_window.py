@@ -81,18 +81,8 @@ options:
         a shell). Default, the armhf dynamic loader from gcc-arm-linux-gnueabihf,
         C(/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3 --help).
     type: raw
-  binfmt_misc:
-    description:
-      - Where binfmt_misc is mounted.
-    type: path
-    default: /proc/sys/fs/binfmt_misc
-  run_dir:
-    description:
-      - Root-only directory (0700, files 0600) for lease records and the prior state, kept apart per
-        binfmt_misc instance (st_dev of the mount plus its user namespace). Keep it on a tmpfs such as
-        C(/run) so it is cleared by a reboot together with the kernel's binfmt_misc state.
-    type: path
-    default: /run/nativearm-binfmt
+extends_documentation_fragment:
+  - nativearm.binfmt.window
 notes:
   - "Invariants, at every instant: I1 while any native lease is open the entry is disabled; I2 while any
     emulation lease is open it is enabled; I3 when the last lease ends (closed, ttl, owner_pid, or its

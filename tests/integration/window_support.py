@@ -10,6 +10,8 @@ import os
 import signal
 import time
 
+from sandbox.procs import processes_using
+
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
 from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
 from ansible_collections.nativearm.binfmt.plugins.module_utils.presets import preset
@@ -46,31 +48,6 @@ def processes_mentioning(text):
             continue
         if text.encode() in cmd:
             pids.append(int(name))
-    return pids
-
-
-def processes_using(run_dir):
-    """Pids (not ours) with a descriptor open on a file under ``run_dir``: every
-    holder keeps its lease lock file open for its whole life. (A holder is
-    forked, and its command line is a title cut to its opener's argv size, so
-    it is found by what it holds, not by its command line.)"""
-    prefix = os.path.realpath(str(run_dir)) + os.sep
-    pids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            fds = os.listdir("/proc/%s/fd" % name)
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                target = os.readlink("/proc/%s/fd/%s" % (name, fd))
-            except OSError:
-                continue
-            if target.startswith(prefix):
-                pids.append(int(name))
-                break
     return pids
 
 

@@ -46,6 +46,7 @@ from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_mis
 from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W  # noqa: E402
 from ansible_collections.nativearm.binfmt.plugins.module_utils.presets import preset  # noqa: E402
 from sandbox.instance import Instance  # noqa: E402
+from sandbox.procs import processes_using  # noqa: E402
 
 ENTRY = "qemu-arm"
 
@@ -214,7 +215,7 @@ def run(workers=8, cycles=25, kill_rate=0.05, native_share=0.7, hold_ms=20, prio
         # what binfmt_info does: recover windows left stale by killed holders
         facts, restored = W.window_facts(ENTRY, inst.path, run_dir, repair=True)
         final = _entry_enabled(inst.path)
-        leftover = _holders(run_dir)
+        leftover = processes_using(run_dir)
         events = facts.get("events") or []
         for pid in leftover:
             os.kill(pid, signal.SIGKILL)
@@ -247,29 +248,6 @@ def run(workers=8, cycles=25, kill_rate=0.05, native_share=0.7, hold_ms=20, prio
 
 def _name(enabled):
     return {True: "enabled", False: "disabled", None: "absent"}[enabled]
-
-
-def _holders(run_dir):
-    """Pids (not ours) with a descriptor on a file under ``run_dir``: every live
-    holder keeps its lease lock file open (holders are forked, so their
-    command line is a title cut to their opener's argv size)."""
-    prefix = os.path.realpath(run_dir) + os.sep
-    pids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            fds = os.listdir("/proc/%s/fd" % name)
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink("/proc/%s/fd/%s" % (name, fd)).startswith(prefix):
-                    pids.append(int(name))
-                    break
-            except OSError:
-                continue
-    return pids
 
 
 def main(argv=None):
