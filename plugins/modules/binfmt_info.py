@@ -25,7 +25,7 @@ description:
     SIGKILL or the OOM killer. The module puts the prior state back and only then reports
     C(changed=true). In check mode the stale window is reported and left alone. A stale window whose
     entry was re-registered since its holders died (a new inode), or whose records are from another
-    boot, is not forced onto the entry: its records are dropped (C(window.dropped)), also with
+    boot, is not forced onto the entry; its records are dropped (C(window.dropped)), also with
     C(changed=true).
 author:
   - nativearm.binfmt contributors (@nativearm)
@@ -131,12 +131,13 @@ window:
   description:
     - The native armhf window on O(window_entry). Includes C(lease_count), C(leases) (id, mode,
       pid, owner_pid, expiry), C(mode), C(prior_state), C(stale), C(stale_refusal) (why a stale
-      window's prior would not be applied, or null), C(restored), C(dropped), C(events) (the last 50 window transitions and anomalies, each with
-      time, lease, pid and detail: V(opened), V(restored), V(probe_failed_rollback), V(holder_gone),
-      V(stale_window_restored), V(stale_window_dropped), V(reasserted), V(entry_recreated),
-      V(entry_appeared), V(entry_vanished), V(ttl_expired), V(owner_gone), V(opener_gone); joins
-      and plain closes are not events) and
+      window's prior would not be applied, or null), C(restored), C(dropped), C(events) and
       C(lock_holders) (pid, command line, lock type).
+    - C(events) are the last 50 window transitions and anomalies, each with time, lease, pid and
+      detail, such as V(opened), V(restored), V(probe_failed_rollback), V(holder_gone),
+      V(stale_window_restored), V(stale_window_dropped), V(reasserted), V(entry_recreated),
+      V(entry_appeared), V(entry_vanished), V(ttl_expired), V(owner_gone) and V(opener_gone).
+      A join or a plain close is not an event.
   returned: always
   type: dict
 """
