@@ -101,6 +101,26 @@ def test_native_lease_is_not_drift_but_a_stale_window_is(instance, tmp_path):
     assert bm.read_entry("qemu-arm", instance.path)["enabled"] is True
 
 
+def test_stale_window_of_a_re_registered_entry_is_dropped_not_restored(instance, tmp_path):
+    register(instance)
+    run_dir = str(tmp_path / "run")
+    lease = run_module("native_armhf_window", {"state": "open", "probe": ["/bin/true"], "ttl": 300,
+                                               "run_dir": run_dir}, wrap=instance.nsenter)
+    assert lease["prior_state"] == "enabled"
+    os.kill(lease["holder_pid"], signal.SIGKILL)
+    time.sleep(0.3)
+    bm.unregister("qemu-arm", instance.path)
+    register(instance, enabled=False)             # someone re-registered it, and left it disabled
+    untouched = [{"name": "stray", "state": "absent"}]          # qemu-arm's definition is not at issue
+    check = drift(instance, tmp_path, untouched, check=True)
+    items = [i for i in check["drift"] if i["kind"] == "stale_window"]
+    assert len(items) == 1 and items[0]["steps"] == ["drop_records"] and "inode" in items[0]["message"]
+    assert check["changed"] is False
+    fix = drift(instance, tmp_path, untouched)
+    assert fix["changed"] is True and fix["remaining"] == []
+    assert bm.read_entry("qemu-arm", instance.path)["enabled"] is False    # the registrant's state
+
+
 def test_foreign_lock_holder_is_reported_not_fought(instance, tmp_path):
     register(instance)
     holder = subprocess.Popen(
