@@ -658,7 +658,6 @@ class Window(object):
         self.dir = instance_dir
         self.mutex_min_wait = MUTEX_MIN_WAIT
         self._mutex_fd = None
-        self.last_recovery = None     # what the last stale recovery did: "restored" | "dropped"
 
     # -- files ---------------------------------------------------------------
     def _path(self, name):
@@ -814,7 +813,9 @@ class Window(object):
             state[key] = None
 
     def recover(self, state):
-        """Drop dead leases and waiters; restore a stale window. True when restored."""
+        """Drop dead leases and waiters; end a stale window. Returns what happened to
+        a stale window: "restored" (prior put back), "dropped" (records of another
+        registration, boot or instance; entry untouched), or None (none was stale)."""
         for lease_id, record in list(state["leases"].items()):
             if not self.lease_alive(record):
                 del state["leases"][lease_id]
@@ -827,15 +828,14 @@ class Window(object):
         self._sweep_lock_files(state)
         if state.get("prior") is not None and not state["leases"]:
             refusal = stale_restore_refusal(state, self.entry_status(), boot_id())
-            self.last_recovery = "dropped" if refusal else "restored"
             if refusal:
                 self._event(state, "stale_window_dropped", detail="prior %s not applied: %s" % (
                     _describe_prior(state.get("prior")), refusal))
                 self._clear_window(state)
-            else:
-                self._restore(state, "stale_window_restored")
-            return True
-        return False
+                return "dropped"
+            self._restore(state, "stale_window_restored")
+            return "restored"
+        return None
 
     def _sweep_lock_files(self, state, min_age=LOCK_FILE_MIN_AGE):
         """Unlink lease lock files that no record names and no process locks: a
@@ -1251,7 +1251,7 @@ class Window(object):
                 return self._closed_result(state, lease_id, None, False, False, before)
             if lease_id not in state["leases"]:
                 self.save(state)
-                return self._closed_result(state, lease_id, record, True, recovered, before)
+                return self._closed_result(state, lease_id, record, True, recovered == "restored", before)
             record, restored = self._remove_lease(state, lease_id, "closed")
             self.save(state)
         finally:
@@ -1336,16 +1336,14 @@ class Window(object):
                 state = self.load()
                 stale = state.get("prior") is not None and not any(
                     self.lease_alive(r) for r in state["leases"].values())
-                self.last_recovery = None
-                restored = self.recover(state)
-                if restored or stale:
+                outcome = self.recover(state)
+                if outcome or stale:
                     self.save(state)
             finally:
                 self.release()
-            facts = self._facts(state, stale=stale and not restored,
-                                restored=restored and self.last_recovery == "restored")
-            facts["dropped"] = restored and self.last_recovery == "dropped"
-            return facts, restored
+            facts = self._facts(state, stale=stale and not outcome, restored=outcome == "restored")
+            facts["dropped"] = outcome == "dropped"
+            return facts, bool(outcome)
         state = self.load()
         alive = dict((k, self.lease_alive(v)) for k, v in state["leases"].items())
         stale = state.get("prior") is not None and not any(alive.values())
