@@ -825,7 +825,8 @@ class Window(object):
         for token, waiter in list(state["waiters"].items()):
             if not pid_alive(waiter["pid"], waiter.get("start")):
                 del state["waiters"][token]
-        self._sweep_lock_files(state)
+        if not state["leases"]:         # litter is rare: no directory scan while leases are open
+            self._sweep_lock_files(state)
         if state.get("prior") is not None and not state["leases"]:
             refusal = stale_restore_refusal(state, self.entry_status(), boot_id())
             if refusal:
