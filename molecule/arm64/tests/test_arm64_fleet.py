@@ -317,6 +317,33 @@ def test_systemd_binfmt_restart_mid_window_is_reasserted(compat, module, compat_
     print("qemu-arm inode %s -> %s across systemd-binfmt restart" % (inode_before, inode_after))
 
 
+@COMPAT
+def test_stale_window_is_not_forced_onto_a_systemd_binfmt_re_registration(compat, module):
+    """A build crashes mid-window (its holder SIGKILLed) on a host where an admin had disabled
+    qemu-arm; systemd-binfmt then re-registers qemu-arm (new inode, enabled). The stale
+    window's prior (disabled) belongs to the old registration: binfmt_info drops the records
+    and leaves the new registration as systemd-binfmt made it."""
+    compat.run_expect([0], "echo 0 > %s" % QEMU_ARM)
+    try:
+        opened = module("compat", "native_armhf_window", {"state": "open", "ttl": 600})
+        assert opened["native"] is True and opened["prior_state"] == "disabled", opened
+        compat.run_expect([0], "kill -KILL %d" % opened["holder_pid"])
+        assert wait_for(lambda: compat.run("kill -0 %d" % opened["holder_pid"]).rc != 0, timeout=10)
+        compat.run_expect([0], "systemctl restart systemd-binfmt")
+        assert qemu_arm(compat) == "enabled"
+        seen = module("compat", "binfmt_info", {"probe": False}, check=True)
+        assert seen["changed"] is False and seen["window"]["stale"] is True, seen["window"]
+        assert "inode" in (seen["window"]["stale_refusal"] or ""), seen["window"]
+        fixed = module("compat", "binfmt_info", {"probe": False})
+        assert fixed["changed"] is True and fixed["window"]["dropped"] is True, fixed["window"]
+        assert fixed["window"]["restored"] is False and fixed["window"]["lease_count"] == 0
+        assert fixed["window"]["events"][-1]["event"] == "stale_window_dropped"
+        assert qemu_arm(compat) == "enabled"         # systemd-binfmt's registration, untouched
+    finally:
+        module("compat", "binfmt_info", {"probe": False})
+        compat.run("echo 1 > %s" % QEMU_ARM)
+
+
 # ------------------------------------------------------------------ concurrency
 
 @COMPAT
