@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the molecule scenario `arm64` phase by phase, printing each phase's time.
 # The fleet is destroyed (every guest stopped by its pid) also when a phase fails.
-#   bash molecule/arm64/run.sh            create, converge, verify, destroy
+#   bash molecule/arm64/run.sh            create, prepare, converge, verify, destroy
 #   KEEP=1 bash molecule/arm64/run.sh     leave the guests running (then: molecule destroy -s arm64)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -36,5 +36,6 @@ cleanup() {
 T0=$(date +%s)
 trap cleanup EXIT
 phase create molecule create -s arm64 || exit 1
+phase prepare molecule prepare --force -s arm64 || exit 1
 phase converge molecule converge -s arm64 || exit 1
 phase verify molecule verify -s arm64 || exit 1
