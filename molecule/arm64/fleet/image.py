@@ -46,7 +46,17 @@ def mmdebstrap_argv(name, out):
     """The exact mmdebstrap command that builds guest `name`'s rootfs under `out`."""
     row = guests.GUESTS[name]
     excludes = ["/usr/share/man/*", "/usr/share/doc/*", "/usr/share/locale/*",
-                "/usr/share/info/*", "/usr/share/lintian/*"]
+                "/usr/share/info/*", "/usr/share/lintian/*",
+                # udev's hardware database: nothing on a virtio guest needs it, and
+                # compiling it (systemd-hwdb update) under qemu-user costs about a minute.
+                "/usr/lib/udev/hwdb.d/*", "/lib/udev/hwdb.d/*"]
+    # Kernel modules for hardware the virt machine does not have: less to unpack
+    # and for depmod to index (both under qemu-user). Bookworm's packages still
+    # name /lib, trixie's /usr/lib: dpkg matches the path the package names.
+    for top in ("/lib/modules", "/usr/lib/modules"):
+        excludes += ["%s/*/kernel/%s/*" % (top, d) for d in (
+            "drivers/gpu", "drivers/media", "drivers/net/wireless", "drivers/staging",
+            "drivers/infiniband", "drivers/iio", "sound")]
     argv = ["mmdebstrap", "--mode=root", "--variant=minbase", "--architectures=arm64",
             "--format=directory",
             "--include=" + ",".join(guests.BASE_PACKAGES),
