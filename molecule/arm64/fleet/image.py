@@ -48,7 +48,7 @@ def mmdebstrap_argv(name, out):
     excludes = ["/usr/share/man/*", "/usr/share/doc/*", "/usr/share/locale/*",
                 "/usr/share/info/*", "/usr/share/lintian/*",
                 # udev's hardware database: nothing on a virtio guest needs it, and
-                # compiling it (systemd-hwdb update) under qemu-user costs about a minute.
+                # compiling it (systemd-hwdb update) under qemu-user took ~40 s of a trixie build.
                 "/usr/lib/udev/hwdb.d/*", "/lib/udev/hwdb.d/*"]
     # Kernel modules for hardware the virt machine does not have: less to unpack
     # and for depmod to index (both under qemu-user). Bookworm's packages still
