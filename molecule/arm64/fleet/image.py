@@ -42,7 +42,7 @@ def _read(path):
         return f.read()
 
 
-def mmdebstrap_argv(name, out):
+def mmdebstrap_argv(name, out, hooks=HOOKS):
     """The exact mmdebstrap command that builds guest `name`'s rootfs under `out`."""
     row = guests.GUESTS[name]
     excludes = ["/usr/share/man/*", "/usr/share/doc/*", "/usr/share/locale/*",
@@ -63,21 +63,22 @@ def mmdebstrap_argv(name, out):
             "--hook-dir=/usr/share/mmdebstrap/hooks/eatmydata"]
     argv += ["--dpkgopt=path-exclude=" + p for p in excludes]
     argv += ["--dpkgopt=path-include=/usr/share/doc/*/copyright",
-             "--setup-hook=sh %s setup \"$1\" %s" % (HOOKS, " ".join(guests.INITRAMFS_MODULES)),
+             "--setup-hook=sh %s setup \"$1\" %s" % (hooks, " ".join(guests.INITRAMFS_MODULES)),
              "--customize-hook=sh %s customize \"$1\" %s %s %s"
-             % (HOOKS, name, guests.USER, os.path.join(out, "id_ed25519.pub")),
+             % (hooks, name, guests.USER, os.path.join(out, "id_ed25519.pub")),
              row["suite"], os.path.join(out, "rootfs"), guests.MIRROR]
     return argv
 
 
 def recipe(name):
     """Everything the image depends on, as a JSON-able dict: the guest's row, the exact
-    mmdebstrap command (output directory left symbolic), the hook script's text, the image
+    mmdebstrap command (output directory and hook script path left symbolic, so another
+    checkout of the same recipe finds the same image), the hook script's text, the image
     size and the kernel files taken out. Editing this file elsewhere does not change it."""
     return {
         "guest": name,
         "row": guests.GUESTS[name],
-        "mmdebstrap": mmdebstrap_argv(name, "OUT"),
+        "mmdebstrap": mmdebstrap_argv(name, "OUT", hooks="HOOKS"),
         "hooks_sha256": hashlib.sha256(_read(HOOKS)).hexdigest(),
         "size": guests.IMAGE_SIZE,
         "files": list(FILES),
