@@ -9,6 +9,12 @@ host's global binfmt_misc instance.
 
 usage: nsrun.py [--binfmt-misc PATH] [--no-mount] -- COMMAND [ARG...]
 
+--no-mount gives an unmounted view instead: nothing is mounted at PATH. If the
+host has binfmt_misc mounted there (every real build host does), an empty
+tmpfs covers it in the new mount namespace, so "not mounted" code paths are
+tested whatever the host holds (the host's mount is inherited and locked, so
+it cannot be unmounted from inside).
+
 A single-uid map (`unshare -r`) is not enough: apt drops privileges to _apt
 (uid 42) and fails with "seteuid 42 failed". newuidmap would refuse to write a
 wide map without /etc/subuid, so the parent writes the maps directly, which
@@ -23,14 +29,22 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "plugins", "module_utils"))
 
-from userns import DEFAULT_BINFMT_MISC, SandboxError, enter_sandbox  # noqa: E402
+from binfmt_misc import parse_mountinfo  # noqa: E402
+from userns import DEFAULT_BINFMT_MISC, SandboxError, enter_sandbox, mount  # noqa: E402
+
+
+def hide_binfmt_misc(path):
+    """Cover a binfmt_misc mounted at path with an empty tmpfs (this mount namespace only)."""
+    with open("/proc/self/mountinfo") as f:
+        if parse_mountinfo(f.read(), path):
+            mount("nsrun-unmounted", path, "tmpfs")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--binfmt-misc", default=DEFAULT_BINFMT_MISC)
     parser.add_argument("--no-mount", action="store_true",
-                        help="only enter the namespaces, mount nothing")
+                        help="enter the namespaces with nothing mounted at the binfmt_misc path")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -38,7 +52,9 @@ def main(argv=None):
         parser.error("a command is required")
     try:
         enter_sandbox(args.binfmt_misc, not args.no_mount)
-    except SandboxError as exc:
+        if args.no_mount:
+            hide_binfmt_misc(args.binfmt_misc)
+    except (SandboxError, OSError) as exc:
         raise SystemExit("nsrun: %s" % exc)
     os.execvp(command[0], command)
 
