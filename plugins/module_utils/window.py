@@ -149,12 +149,17 @@ __metaclass__ = type
 import binascii
 import errno
 import fcntl
-import json
 import os
 import re
 import signal
-import stat
 import time
+
+# The records on disk (run dir, state file, lock file names) live in _window_records;
+# the names below are used here or re-exported for callers of window.
+from ansible_collections.nativearm.binfmt.plugins.module_utils._window_records import (  # noqa: F401 pylint: disable=unused-import
+    LEASE_ID_PATTERN, MAX_EVENTS, MODES, STATE_VERSION, RecordsCorrupt, RecordsWriteError, WindowError,
+    add_event, empty_state, instance_key, load_state, lock_path, open_private, save_state, secure_dir,
+    write_private)
 
 # subprocess, select and threading are imported where used (a close needs
 # none of them), and _holder only by an open, just before it forks.
@@ -163,27 +168,15 @@ DEFAULT_RUN_DIR = "/run/nativearm-binfmt"
 DEFAULT_BINFMT_MISC = "/proc/sys/fs/binfmt_misc"
 DEFAULT_ENTRY = "qemu-arm"
 DEFAULT_PROBE = ["/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3", "--help"]
-MODES = ("native", "emulation")
 POLL = 0.05              # holder watch period and waiter retry period (seconds)
 FULL_LOOK = 1.0          # a waiter re-checks under the mutex (and recovers) at least this often
 MUTEX_MIN_WAIT = 45.0    # held briefly by our own processes; at most a probe (30 s timeout) long
 HOLDER_START_WAIT = 20.0  # a forked holder answers in milliseconds; this bounds a stuck machine
 PROBE_TIMEOUT = 60
 LOCK_FILE_MIN_AGE = 60.0  # an unrecorded, unlocked lease lock file this old is litter (see _sweep_lock_files)
-MAX_EVENTS = 50
-STATE_VERSION = 1
 TIERS = ("packaged_descriptor", "registered_entry", "native_probe", "qemu_fallback")
 
-_LEASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
-
-
-class WindowError(Exception):
-    """A window operation that cannot be done; the message names the holders."""
-
-    def __init__(self, message, holders=None):
-        super(WindowError, self).__init__(message)
-        self.message = message
-        self.holders = holders or []
+_LEASE_ID = re.compile(r"^%s$" % LEASE_ID_PATTERN)
 
 
 class _Timeout(Exception):
@@ -296,13 +289,6 @@ def stale_restore_refusal(state, status, boot_id):
                 "re-registered after the window's holders died, or another binfmt_misc instance "
                 "that reuses a dead one's key; its state is its registrant's" % (status.get("ino"), recorded))
     return None
-
-
-def empty_state(entry):
-    return {"version": STATE_VERSION, "entry": entry, "mode": None, "prior": None,
-            "adopted": None, "opened_at": None, "native": None, "tier": None,
-            "probe": None, "entry_ino": None, "boot_id": None, "leases": {}, "waiters": {}, "seq": 0,
-            "phase_seq": 0, "events": []}
 
 
 # ---------------------------------------------------------------------------
@@ -424,61 +410,6 @@ def _flock(fd, operation, deadline):
             raise _Timeout()
         time.sleep(delay)
         delay = min(delay * 2, 0.02)
-
-
-def instance_key(binfmt_misc):
-    """A name for the binfmt_misc instance at ``binfmt_misc``: the mount's
-    st_dev and the inode of the user namespace that sees it. A path seen
-    through ``/proc/PID/root`` belongs to PID's user namespace."""
-    st = os.stat(binfmt_misc)
-    match = re.match(r"^/proc/(\d+)/root/", os.path.abspath(binfmt_misc))
-    ns = "/proc/%s/ns/user" % (match.group(1) if match else "self")
-    try:
-        userns = os.stat(ns).st_ino
-    except OSError:
-        userns = 0
-    return "dev%d.%d-userns%d" % (os.major(st.st_dev), os.minor(st.st_dev), userns)
-
-
-def secure_dir(path, create=True):
-    """Create (0700) or check a root-only directory: ours, no symlink, not group/world accessible."""
-    try:
-        st = os.lstat(path)
-    except OSError as exc:
-        if exc.errno != errno.ENOENT or not create:
-            raise
-        parent = os.path.dirname(path.rstrip("/"))
-        if parent and not os.path.isdir(parent):
-            os.makedirs(parent, 0o755)
-        try:
-            os.mkdir(path, 0o700)
-        except OSError as exc2:
-            if exc2.errno != errno.EEXIST:
-                raise
-        st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode):
-        raise WindowError("run_dir: %s is not a directory (a symlink is refused)" % path)
-    if st.st_uid != os.geteuid():
-        raise WindowError("run_dir: %s is owned by uid %d, not by us (uid %d); remove it or choose "
-                          "another run_dir" % (path, st.st_uid, os.geteuid()))
-    if st.st_mode & 0o077:
-        os.chmod(path, 0o700)
-    return path
-
-
-def _open_private(path, flags):
-    return os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-
-
-def write_private(path, data):
-    """Atomically replace ``path`` (mode 0600) with ``data``."""
-    tmp = "%s.tmp.%d" % (path, os.getpid())
-    fd = _open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    try:
-        os.write(fd, data.encode("utf-8") if not isinstance(data, bytes) else data)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
 
 
 # ---------------------------------------------------------------------------
@@ -681,7 +612,7 @@ class Window(object):
             raise RuntimeError("mutex taken twice")
         self.ensure_dirs()
         path = self._path("mutex-%s" % self.entry)
-        fd = _open_private(path, os.O_RDWR | os.O_CREAT)
+        fd = open_private(path, os.O_RDWR | os.O_CREAT)
         deadline = max(deadline or 0, time.time() + self.mutex_min_wait)
         try:
             _flock(fd, fcntl.LOCK_EX, deadline)
@@ -702,30 +633,16 @@ class Window(object):
 
     # -- records ---------------------------------------------------------------
     def load(self):
-        try:
-            text = _read_text(self.state_path)
-        except (IOError, OSError) as exc:
-            if exc.errno == errno.ENOENT:
-                return empty_state(self.entry)
-            raise
-        try:
-            state = json.loads(text)
-        except ValueError:
-            state = empty_state(self.entry)
-            self._event(state, "records_corrupt", detail="state file was unreadable; started afresh")
-            return state
-        base = empty_state(self.entry)
-        base.update(state)
-        return base
+        """The records (see _window_records.load_state: RecordsCorrupt when unusable)."""
+        return load_state(self.state_path, self.entry)
 
     def save(self, state):
-        write_private(self.state_path, json.dumps(state, separators=(",", ":")))
+        """Write the records whole or not at all (RecordsWriteError, old version intact)."""
+        save_state(self.state_path, state)
 
     @staticmethod
     def _event(state, kind, lease=None, detail=None):
-        state.setdefault("events", []).append({"time": round(time.time(), 3), "event": kind, "lease": lease,
-                                               "pid": os.getpid(), "detail": detail})
-        del state["events"][:-MAX_EVENTS]
+        add_event(state, kind, lease, detail)
 
     # -- the entry -------------------------------------------------------------
     def entry_status(self):
@@ -772,11 +689,11 @@ class Window(object):
 
     # -- liveness --------------------------------------------------------------
     def lease_alive(self, record):
-        name = record.get("lock")
-        if not name:
+        path = lock_path(self.dir, record.get("lock"))
+        if path is None:
             return False
         try:
-            fd = os.open(self._path(name), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         except OSError:
             return False
         try:
@@ -788,9 +705,10 @@ class Window(object):
         return False
 
     def _drop_lock_file(self, record):
-        if record.get("lock"):
+        path = lock_path(self.dir, record.get("lock"))
+        if path is not None:
             try:
-                os.unlink(self._path(record["lock"]))
+                os.unlink(path)
             except OSError:
                 pass
 

@@ -152,28 +152,6 @@ def test_good_lease_ids():
         assert W.validate_lease_id(good) == good
 
 
-def test_write_private_is_atomic_and_0600(tmp_path):
-    path = str(tmp_path / "state.json")
-    W.write_private(path, "one")
-    W.write_private(path, "two")
-    assert open(path).read() == "two"
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert os.listdir(str(tmp_path)) == ["state.json"]
-
-
-def test_secure_dir(tmp_path):
-    d = str(tmp_path / "run")
-    W.secure_dir(d)
-    assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
-    os.chmod(d, 0o755)
-    W.secure_dir(d)                       # tightened again
-    assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
-    link = str(tmp_path / "link")
-    os.symlink(d, link)
-    with pytest.raises(W.WindowError, match="symlink"):
-        W.secure_dir(link)
-
-
 def test_pid_liveness():
     me = os.getpid()
     start = W.proc_start_time(me)
