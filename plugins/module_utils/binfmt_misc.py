@@ -9,16 +9,37 @@ mountinfo), normalise and validate a definition exactly as
 I/O helpers at the bottom read and write the files; every one of them takes
 the binfmt_misc directory as a parameter so tests can point it at a private
 instance.
+
+Every read and write of the instance lands on binfmt_misc itself, never on a
+look-alike directory or through a planted symlink:
+
+- ``open_dir(path)`` opens the directory (O_DIRECTORY) and checks with
+  fstatfs(2) that it is a binfmt_misc filesystem (f_type ``BINFMTFS_MAGIC``),
+  returning the directory fd; ``check_filesystem(path)`` does the same check
+  and closes it. Both raise ``BinfmtError("binfmt_misc", ...)`` otherwise.
+- ``open_entry(name, flags, path)`` opens one file of the instance (an entry,
+  ``register`` or ``status``) relative to that checked directory fd with
+  O_NOFOLLOW, so a symlink named like an entry is refused (ELOOP), never
+  followed. It returns the fd (for flock(2), fstat or a write).
+- ``read_entry_text(name, path)`` returns the file's text (None when absent);
+  ``write_entry(name, data, path)`` writes ``data`` in one write(2), as the
+  kernel parses each write alone. Both go through ``open_entry``.
+
+``register``, ``unregister``, ``set_enabled``, ``read_status``,
+``read_entry``, ``read_all_entries`` and ``list_entries`` are built on these.
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import ctypes
 import errno
 import os
 import re
 
 DEFAULT_PATH = "/proc/sys/fs/binfmt_misc"
+# statfs(2) f_type of a binfmt_misc filesystem (include/uapi/linux/magic.h: BINFMTFS_MAGIC).
+BINFMTFS_MAGIC = 0x42494e4d
 CONTROL_FILES = ("register", "status")
 
 # fs/binfmt_misc.c: MAX_REGISTER_LENGTH; BINPRM_BUF_SIZE is 256 since Linux 5.1, 128 before.
@@ -311,13 +332,101 @@ def expected_entry(definition, enabled):
 # I/O on a binfmt_misc directory
 # ---------------------------------------------------------------------------
 
-def _write(path, data):
-    """One write(2) of the whole string, as the kernel parses each write alone."""
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+_LIBC = []
+
+
+def _fstatfs_type(fd):
+    """f_type of the filesystem holding ``fd`` (os.statvfs has no f_type)."""
+    if not _LIBC:
+        _LIBC.append(ctypes.CDLL(None, use_errno=True))
+    buf = ctypes.create_string_buffer(512)   # struct statfs is 120 bytes on 64-bit Linux
+    if _LIBC[0].fstatfs(fd, buf) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+    return ctypes.c_long.from_buffer(buf).value & 0xffffffff
+
+
+def open_dir(path=DEFAULT_PATH):
+    """An O_DIRECTORY fd on ``path`` after checking that it is a binfmt_misc filesystem.
+
+    Raises BinfmtError naming ``binfmt_misc`` when it is not (a plain directory with a
+    ``status`` file, procfs under an unmounted mount point); OSError when it cannot be
+    opened at all (ENOENT when it does not exist). The caller closes the fd.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        os.write(fd, data.encode("utf-8") if not isinstance(data, bytes) else data)
+        fstype = _fstatfs_type(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    if fstype != BINFMTFS_MAGIC:
+        os.close(fd)
+        raise BinfmtError("binfmt_misc", "%s is not a binfmt_misc filesystem (f_type 0x%x); point binfmt_misc "
+                                         "at the mount, e.g. /proc/sys/fs/binfmt_misc" % (path, fstype))
+    return fd
+
+
+def check_filesystem(path=DEFAULT_PATH):
+    """Raise BinfmtError unless ``path`` is a binfmt_misc filesystem (OSError if it cannot be opened)."""
+    os.close(open_dir(path))
+
+
+def _check_component(name):
+    """A single file name in the instance (an entry or a control file), never a path."""
+    if not name or not isinstance(name, str) or "/" in name or "\0" in name or name in (".", ".."):
+        raise BinfmtError("name", "%r is not a binfmt_misc entry name (e.g. 'qemu-arm')" % (name,))
+
+
+def open_entry(name, flags=os.O_RDONLY, path=DEFAULT_PATH):
+    """An fd on the file ``name`` of the binfmt_misc instance at ``path``.
+
+    The directory is checked to be binfmt_misc (open_dir) and the file is opened relative
+    to it with O_NOFOLLOW, so a symlink in its place fails with ELOOP instead of being
+    followed. OSError carries the errno (ENOENT: no such entry). The caller closes the fd.
+    """
+    _check_component(name)
+    dfd = open_dir(path)
+    try:
+        return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+    finally:
+        os.close(dfd)
+
+
+def read_entry_text(name, path=DEFAULT_PATH):
+    """The text of the file ``name`` of the instance, or None when it does not exist."""
+    try:
+        fd = open_entry(name, os.O_RDONLY, path)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:   # unregistered between open and read
+            return None
+        raise
     finally:
         os.close(fd)
+    return b"".join(chunks).decode("utf-8", "surrogateescape")
+
+
+def write_entry(name, data, path=DEFAULT_PATH):
+    """One write(2) of ``data`` (str or bytes) to the file ``name`` of the instance."""
+    if not isinstance(data, bytes):
+        data = data.encode("utf-8", "surrogateescape")
+    fd = open_entry(name, os.O_WRONLY, path)
+    try:
+        written = os.write(fd, data)
+    finally:
+        os.close(fd)
+    if written != len(data):
+        raise OSError(errno.EIO, "short write to %s/%s (%d of %d bytes)" % (path, name, written, len(data)))
 
 
 def _read(path):
@@ -326,38 +435,46 @@ def _read(path):
 
 
 def is_mounted(path=DEFAULT_PATH, mountinfo="/proc/self/mountinfo"):
-    """True when a binfmt_misc instance is at ``path``: its ``register`` file is there (also seen
-    through /proc/PID/root), or mountinfo lists a binfmt_misc mount on it."""
-    if os.path.exists(os.path.join(path, "register")):
-        return True
+    """True when a binfmt_misc instance is at ``path`` (checked with fstatfs on the directory,
+    which also works through /proc/PID/root); False when nothing is mounted there. A
+    directory that exists but is another filesystem with binfmt_misc's files in it (a
+    look-alike) raises BinfmtError rather than being mistaken for either."""
     try:
-        return parse_mountinfo(_read(mountinfo), path)
-    except (IOError, OSError):
+        check_filesystem(path)
+        return True
+    except BinfmtError:
+        if os.path.lexists(os.path.join(path, "register")) or os.path.lexists(os.path.join(path, "status")):
+            raise
+        return False
+    except OSError:
         return False
 
 
 def read_status(path=DEFAULT_PATH):
-    return parse_status(_read(os.path.join(path, "status")))
+    text = read_entry_text("status", path)
+    if text is None:
+        raise BinfmtError("binfmt_misc", "%s has no status file" % path)
+    return parse_status(text)
 
 
 def list_entries(path=DEFAULT_PATH):
     try:
-        names = os.listdir(path)
+        dfd = open_dir(path)
     except OSError as exc:
         if exc.errno == errno.ENOENT:
             return []
         raise
+    try:
+        names = os.listdir(dfd)
+    finally:
+        os.close(dfd)
     return sorted(n for n in names if n not in CONTROL_FILES)
 
 
 def read_entry(name, path=DEFAULT_PATH):
     """The parsed entry, or None when it is not registered."""
-    try:
-        return parse_entry(_read(os.path.join(path, name)), name)
-    except (IOError, OSError) as exc:
-        if exc.errno == errno.ENOENT:
-            return None
-        raise
+    text = read_entry_text(name, path)
+    return None if text is None else parse_entry(text, name)
 
 
 def read_all_entries(path=DEFAULT_PATH):
@@ -371,15 +488,15 @@ def read_all_entries(path=DEFAULT_PATH):
 
 def register(definition, path=DEFAULT_PATH):
     """Register a normalised definition; OSError carries the kernel's errno."""
-    _write(os.path.join(path, "register"), render_register(definition))
+    write_entry("register", render_register(definition), path)
 
 
 def set_enabled(name, enabled, path=DEFAULT_PATH):
-    _write(os.path.join(path, name), "1" if enabled else "0")
+    write_entry(name, "1" if enabled else "0", path)
 
 
 def unregister(name, path=DEFAULT_PATH):
-    _write(os.path.join(path, name), "-1")
+    write_entry(name, "-1", path)
 
 
 def errno_text(exc):

@@ -395,7 +395,11 @@ class BinfmtEntry(object):
 
 def main():
     module = build_module()
-    module.exit_json(**BinfmtEntry(module).run())
+    try:
+        result = BinfmtEntry(module).run()
+    except Exception as exc:   # never a traceback: the message names the field when it can
+        module.fail_json(msg=str(exc) or repr(exc))
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -142,18 +142,24 @@ def test_kernel_refusal_puts_previous_back(instance, tmp_path):
 
 
 def test_mounts_binfmt_misc_when_missing(tmp_path):
-    """In a namespace without binfmt_misc mounted the module mounts it (mount: true)."""
+    """In a namespace where nothing is mounted at the module's binfmt_misc path, the module mounts
+    an instance there (mount: true), the namespace's own. The path is a scratch directory: the
+    default path in a --no-mount namespace is the host's global instance."""
     from sandbox.instance import NSRUN
+    import json
     import sys
-    from ansible_env import ansible_env, collections_path  # noqa: F401
+    from ansible_env import ansible_env
+    mount_point = tmp_path / "binfmt_misc"
+    mount_point.mkdir()
     result_file = tmp_path / "r.jsonl"
-    script = ("ansible localhost -i localhost, -c local -m nativearm.binfmt.binfmt_entry -a '%s' >/dev/null; "
-              "cat /proc/sys/fs/binfmt_misc/status")
-    args = '{"name": "t", "magic": "6162", "interpreter": "/bin/true"}'
-    argv = [sys.executable, NSRUN, "--no-mount", "--", "sh", "-c", script % args]
+    script = ("ansible localhost -i localhost, -c local -m nativearm.binfmt.binfmt_entry -a \"$1\" >/dev/null; "
+              "cat \"$2/status\" \"$2/t\"")
+    args = json.dumps({"name": "t", "magic": "6162", "interpreter": "/bin/true", "binfmt_misc": str(mount_point)})
+    argv = [sys.executable, NSRUN, "--no-mount", "--", "sh", "-c", script, "sh", args, str(mount_point)]
     proc = subprocess.run(argv, check=False, env=ansible_env(str(result_file)), capture_output=True, text=True, timeout=120)
-    assert proc.stdout.strip() == "enabled", proc.stderr
+    assert proc.stdout.startswith("enabled\nenabled\ninterpreter /bin/true\n"), proc.stderr
     assert '"mounted": true' in result_file.read_text()
+    assert not os.path.exists(str(mount_point / "register"))  # the mount lived only in the namespace
 
 
 # -- persistence ---------------------------------------------------------------------------
@@ -295,3 +301,40 @@ def test_bad_input_fails_naming_field_and_changes_nothing(instance, tmp_path, ba
 def test_bad_input_count():
     assert len(BAD_INPUTS) >= 20
     print("binfmt_entry bad inputs tested: %d" % len(BAD_INPUTS))
+
+
+def test_look_alike_binfmt_misc_is_refused_and_symlink_target_untouched(instance, tmp_path):
+    """A directory with a status file and a qemu-arm symlink is not binfmt_misc: nothing is
+    written through the link (issue 12, item 8)."""
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "status").write_text("enabled\n")
+    (fake / "register").write_text("")
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    os.symlink(str(victim), str(fake / "qemu-arm"))
+    for args in (qemu_arm(binfmt_misc=str(fake)), qemu_arm(binfmt_misc=str(fake), enabled=False),
+                 dict(name="qemu-arm", state="absent", binfmt_misc=str(fake))):
+        result = entry_module(instance, **args)
+        assert result["_status"] == "failed"
+        assert result["msg"].startswith("binfmt_misc: ") and "is not a binfmt_misc filesystem" in result["msg"]
+        assert "Traceback" not in result["msg"] and "MODULE FAILURE" not in result["msg"]
+    assert victim.read_text() == "precious\n" and (fake / "register").read_text() == ""
+    for call in (lambda: bm.set_enabled("qemu-arm", False, str(fake)), lambda: bm.unregister("qemu-arm", str(fake))):
+        with pytest.raises(bm.BinfmtError):
+            call()
+    assert victim.read_text() == "precious\n"
+
+
+def test_entries_are_opened_without_following_symlinks(instance):
+    """open_entry on the real instance: the directory passes the f_type check and entries are
+    opened O_NOFOLLOW relative to it."""
+    bm.check_filesystem(instance.path)
+    entry_module(instance, **qemu_arm())
+    fd = bm.open_entry("qemu-arm", os.O_RDONLY, instance.path)
+    try:
+        assert os.read(fd, 7) == b"enabled"
+    finally:
+        os.close(fd)
+    assert bm.read_entry_text("nope", instance.path) is None
+    assert bm.read_status(instance.path) is True

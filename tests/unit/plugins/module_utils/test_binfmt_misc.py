@@ -219,3 +219,40 @@ def test_matches_applies_mask_and_offset_like_the_kernel():
     assert not bm.matches(entry, armhf_header[:10])
     ext = bm.expected_entry(bm.make_definition("jar", "/bin/x", type="extension", extension="jar"), True)
     assert bm.matches(ext, b"", "app.jar") and not bm.matches(ext, b"", "app.jar.txt")
+
+
+# -- the filesystem check (fstatfs on the directory, O_NOFOLLOW entries) --------------------
+
+def test_check_filesystem_refuses_a_look_alike_directory(tmp_path):
+    (tmp_path / "status").write_text("enabled\n")
+    with pytest.raises(bm.BinfmtError) as err:
+        bm.check_filesystem(str(tmp_path))
+    assert err.value.field == "binfmt_misc"
+    assert "is not a binfmt_misc filesystem (f_type 0x" in str(err.value)
+    assert "/proc/sys/fs/binfmt_misc" in str(err.value)
+
+
+def test_look_alike_directory_is_neither_mounted_nor_readable(tmp_path):
+    (tmp_path / "status").write_text("enabled\n")
+    (tmp_path / "qemu-arm").write_text(QEMU_ARM_ENTRY)
+    with pytest.raises(bm.BinfmtError):
+        bm.is_mounted(str(tmp_path))
+    for call in (lambda: bm.read_entry("qemu-arm", str(tmp_path)), lambda: bm.read_status(str(tmp_path)),
+                 lambda: bm.list_entries(str(tmp_path)), lambda: bm.set_enabled("qemu-arm", False, str(tmp_path))):
+        with pytest.raises(bm.BinfmtError):
+            call()
+    assert (tmp_path / "qemu-arm").read_text() == QEMU_ARM_ENTRY
+
+
+def test_empty_or_missing_directory_is_not_mounted(tmp_path):
+    assert bm.is_mounted(str(tmp_path)) is False
+    assert bm.is_mounted(str(tmp_path / "nope")) is False
+    with pytest.raises(OSError):
+        bm.check_filesystem(str(tmp_path / "nope"))
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "../status", "a/b", "x\0y"])
+def test_open_entry_takes_one_file_name_only(name):
+    with pytest.raises(bm.BinfmtError) as err:
+        bm.open_entry(name, path="/nonexistent")
+    assert err.value.field == "name"
