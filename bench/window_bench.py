@@ -39,6 +39,11 @@ from ansible_collections.nativearm.binfmt.plugins.module_utils import window as 
 from ansible_collections.nativearm.binfmt.plugins.module_utils.presets import preset  # noqa: E402
 from sandbox.instance import Instance  # noqa: E402
 
+# x86_64 CI: /bin/true stands in for an arm64 kernel with CONFIG_COMPAT, so the window's
+# capability check is left to that probe (window.CAPABILITY_ENV).
+os.environ.setdefault(W.CAPABILITY_ENV, "probe")
+
+
 ENTRY = "qemu-arm"
 
 

@@ -167,7 +167,10 @@ from ansible_collections.nativearm.binfmt.plugins.module_utils._window_records i
 DEFAULT_RUN_DIR = "/run/nativearm-binfmt"
 DEFAULT_BINFMT_MISC = "/proc/sys/fs/binfmt_misc"
 DEFAULT_ENTRY = "qemu-arm"
-DEFAULT_PROBE = ["/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3", "--help"]
+# The capability check (probe.capability) answers "unknown" when this variable is
+# "probe", so that the real probe decides: tests on x86_64 let /bin/true stand in
+# for an arm64 kernel with CONFIG_COMPAT. Never set it on a real host.
+CAPABILITY_ENV = "NATIVEARM_BINFMT_CAPABILITY"
 POLL = 0.05              # holder watch period and waiter retry period (seconds)
 FULL_LOOK = 1.0          # a waiter re-checks under the mutex (and recovers) at least this often
 MUTEX_MIN_WAIT = 45.0    # held briefly by our own processes; at most a probe (30 s timeout) long
@@ -415,6 +418,32 @@ def _flock(fd, operation, deadline):
 # ---------------------------------------------------------------------------
 # the probe
 # ---------------------------------------------------------------------------
+
+def host_capability(probe_argv=None):
+    """probe.capability(): can this host run armhf natively at all? A check that
+    writes nothing and touches no entry; ``native_possible`` True / False / None
+    (only the real probe, with the entry disabled, can tell)."""
+    if os.environ.get(CAPABILITY_ENV) == "probe":
+        return {"native_possible": None, "arch": os.uname().machine, "page_size": os.sysconf("SC_PAGE_SIZE"),
+                "reason": "%s=probe: the capability check is left to the real probe" % CAPABILITY_ENV}
+    from ansible_collections.nativearm.binfmt.plugins.module_utils import probe as probe_mod
+    capability = getattr(probe_mod, "capability", None)
+    if capability is not None:
+        return capability(probe=probe_argv)
+    machine = os.uname().machine            # until probe.capability exists: the architecture only
+    verdict = {"native_possible": None, "arch": machine, "page_size": os.sysconf("SC_PAGE_SIZE"),
+               "reason": "only the real probe can decide"}
+    if machine not in ("aarch64", "armv7l", "armv8l"):
+        verdict.update(native_possible=False, reason="this host is %s: it can only emulate armhf" % machine)
+    return verdict
+
+
+def default_probe(binfmt_misc=DEFAULT_BINFMT_MISC):
+    """The real probe (probe.select_probe's choice), run as is: only meaningful
+    while the entry is disabled."""
+    from ansible_collections.nativearm.binfmt.plugins.module_utils import probe as probe_mod
+    return probe_mod.direct_probe(None, binfmt_misc=binfmt_misc)
+
 
 def run_probe(argv, timeout=PROBE_TIMEOUT):
     """Run ``argv`` directly; the probe result dict {native, method, command, rc, output, reason}."""
@@ -853,8 +882,12 @@ class Window(object):
         raise WindowError("the lease holder (pid %d) did not start: %s" % (pid, line or "no answer"))
 
     def open(self, mode="native", lease_id=None, ttl=None, owner_pid=None, wait=30,
-             on_unsupported="emulate", probe=None, check_mode=False):
-        """Open (or find) a lease. Returns a result dict (see the module's RETURN)."""
+             on_unsupported="emulate", probe=None, check_mode=False, capability=None):
+        """Open (or find) a lease. Returns a result dict (see the module's RETURN).
+
+        ``probe`` runs the real probe (the entry disabled) and returns a probe
+        result dict; ``capability`` returns probe.capability()'s verdict (it
+        writes nothing). Both default to the collection's probe selection."""
         if mode not in MODES:
             raise WindowError("mode: must be one of %s, got %r" % (", ".join(MODES), mode))
         if on_unsupported not in ("emulate", "fail"):
@@ -869,7 +902,8 @@ class Window(object):
                                   "process whose end should close the lease" % owner_pid)
         if ttl is not None and ttl <= 0:
             raise WindowError("ttl: must be a positive number of seconds, got %r" % (ttl,))
-        probe = probe or (lambda: run_probe(DEFAULT_PROBE))
+        probe = probe or (lambda: default_probe(self.binfmt_misc))
+        capability = capability or host_capability
         start = time.time()
         deadline = start + max(float(wait or 0), 0.0)
 
@@ -912,7 +946,8 @@ class Window(object):
                         state["waiters"].pop(token, None)
                         try:
                             admitted = self._admit(state, holder, mode, lease_id, expires, owner_pid,
-                                                   owner_start, on_unsupported, probe, before)
+                                                   owner_start, on_unsupported, probe, before,
+                                                   capability=capability)
                         except WindowError:
                             raise
                         except Exception:
@@ -1013,13 +1048,25 @@ class Window(object):
             self.release()
 
     def _admit(self, state, holder, mode, lease_id, expires, owner_pid, owner_start, on_unsupported, probe,
-               before, reason=None):
+               before, reason=None, capability=None):
         """Admit the lease (caller holds the mutex and checked admissibility)."""
         now = time.time()
+        first = state.get("mode") is None
+        verdict = None
+        if first and mode == "native":
+            # Before anything is written: a host that cannot run AArch32 EL0 never
+            # sees its entry disabled for a probe that cannot succeed.
+            verdict = (capability or host_capability)()
+            if verdict.get("native_possible") is False:
+                why = verdict.get("reason") or "this host cannot run armhf natively"
+                if on_unsupported == "fail":
+                    raise WindowError("%s: no native armhf window: %s; the entry was not touched (%s)"
+                                      % (self.entry, why, _describe_status(self.entry_status())))
+                return self._admit(state, holder, "emulation", lease_id, expires, owner_pid, owner_start,
+                                   on_unsupported, probe, before, reason=why)
         record = {"mode": mode, "pid": holder.pid, "start": holder.start,
                   "lock": holder.lock_name, "owner_pid": owner_pid,
                   "owner_start": owner_start, "created": round(now, 3), "expires": expires}
-        first = state.get("mode") is None
         probe_result = None
         if first:
             status = self.entry_status()
@@ -1032,7 +1079,13 @@ class Window(object):
                 mode, _describe_prior(state["prior"])))
             self.save(state)                   # prior recorded before the entry is touched
             self._apply(desired_enabled(mode))
-            if mode == "native":
+            if mode == "native" and verdict and verdict.get("native_possible"):
+                probe_result = verdict.get("probe") or {"native": True, "method": verdict.get("method"),
+                                                        "reason": verdict.get("reason")}
+                probe_result = dict(probe_result, native=True)
+                state["probe"] = _short_probe(probe_result)
+                state["native"] = True
+            elif mode == "native":
                 probe_result = probe()
                 state["probe"] = _short_probe(probe_result)
                 if not probe_result.get("native"):

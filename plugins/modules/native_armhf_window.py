@@ -23,8 +23,12 @@ description:
     running after those files are deleted. Its command line reads C(nativearm-window-holder ENTRY
     lease=ID ...) (cut to the length of the module's own command line).
   - Concurrent calls (Ansible forks, several builds on one host) are safe; see the notes for the protocol.
-  - The first native lease runs O(probe) with the entry disabled. If the probe fails the window is rolled
-    back (prior state restored) before anything else can see it, then O(on_unsupported) decides.
+  - The first native lease first asks, without writing anything, whether this host can run 32-bit ARM at
+    all (architecture; on arm64 personality(PER_LINUX32) and the page size; the probe in a private
+    binfmt_misc instance where Linux >= 6.7). Where it cannot (x86_64, no AArch32 EL0, 16K pages), the
+    entry is never touched and O(on_unsupported) decides. Only where that check cannot tell does it run
+    O(probe) with the entry disabled; if the probe fails the window is rolled back (prior state restored)
+    before anything else can see it, then O(on_unsupported) decides.
 author:
   - nativearm.binfmt contributors (@nativearm)
 options:
@@ -248,7 +252,7 @@ def build_module():
 def probe_argv(value):
     """The probe option as an argv list (a string is split, never run by a shell)."""
     if value is None or value == "" or value == []:
-        return list(window.DEFAULT_PROBE)
+        return None  # probe.select_probe chooses (the one probe selection)
     if isinstance(value, str):
         argv = shlex.split(value)
     elif isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float)) for v in value):
@@ -275,7 +279,7 @@ def run(module):
 
     result = win.open(mode=p["mode"], lease_id=p["lease_id"], ttl=p["ttl"], owner_pid=p["owner_pid"],
                       wait=p["wait"], on_unsupported=p["on_unsupported"], probe=probe,
-                      check_mode=module.check_mode)
+                      check_mode=module.check_mode, capability=lambda: window.host_capability(argv))
     # the descriptor only decides the tier when the lease is not native (and the entry is registered)
     descriptor = bool(not result.get("native") and result.get("entry_present") and has_descriptor(p["entry"]))
     result["tier"] = window.decide_tier(result.get("native"), result.get("entry_present"), descriptor)

@@ -18,7 +18,7 @@ import pytest
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
 from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
 
-from window_support import ENTRY, Host, gone, register_qemu_arm, true_probe, wait_for
+from window_support import ENTRY, Host, gone, real_probe, register_qemu_arm, true_probe, wait_for
 
 
 @pytest.fixture
@@ -164,7 +164,7 @@ def test_probe_failure_rolls_back_then_emulates(host):
 
     def probe():                      # the real armhf probe, with a look at the entry while it runs
         seen.append(host.entry())
-        return W.run_probe(W.DEFAULT_PROBE)
+        return real_probe(host.inst)()
     r = host.window().open("native", probe=probe, ttl=60)
     assert seen == ["disabled"]       # the probe ran with qemu-arm disabled
     assert r["changed"] and r["mode"] == "emulation" and r["native"] is False
@@ -182,7 +182,7 @@ def test_probe_failure_with_on_unsupported_fail(instance, tmp_path):
     try:
         before = instance.snapshot()
         with pytest.raises(W.WindowError) as err:
-            host.window().open("native", on_unsupported="fail", ttl=60)
+            host.window().open("native", on_unsupported="fail", ttl=60, probe=real_probe(instance))
         assert "Exec format error" in err.value.message and "put back" in err.value.message
         assert instance.snapshot() == before
         facts = host.facts()
@@ -209,7 +209,7 @@ def test_qemu_arm_absent_is_a_coordinated_noop(bare):
 
 
 def test_qemu_arm_absent_and_real_probe_falls_back(bare):
-    r = bare.window().open("native", ttl=60)
+    r = bare.window().open("native", ttl=60, probe=real_probe(bare.inst))
     assert r["mode"] == "emulation" and r["native"] is False and not r["entry_present"]
     assert W.decide_tier(r["native"], r["entry_present"], False) == "qemu_fallback"
     bare.window().close(r["lease_id"])
@@ -667,3 +667,60 @@ def test_holders_exit_when_their_instance_disappears(tmp_path):
     finally:
         host.close()
         inst.close()
+
+
+# ---------------------------------------------------------------------------
+# the capability check: a host that cannot run AArch32 EL0 never sees its entry disabled
+# ---------------------------------------------------------------------------
+
+WATCH_ENTRY = r"""
+import sys
+path, seen = sys.argv[1], set()
+print("watching", flush=True)
+while True:
+    with open(path, "rb") as f:
+        seen.add(f.readline().strip().decode())
+    if sys.stdin.closed:
+        break
+    import select
+    if select.select([sys.stdin], [], [], 0)[0]:
+        break
+print(" ".join(sorted(seen)), flush=True)
+"""
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the case of an x86_64 build host")
+@pytest.mark.parametrize("on_unsupported", ["emulate", "fail"])
+def test_x86_64_native_open_never_disables_the_entry(host, monkeypatch, on_unsupported):
+    """The real capability check (not the tests' hook): on x86_64 a native open decides
+    before any write. A watcher reading the entry in a tight loop never sees it disabled."""
+    monkeypatch.delenv(W.CAPABILITY_ENV, raising=False)
+    before = host.inst.snapshot()
+    ran = []
+    watcher = subprocess.Popen([sys.executable, "-c", WATCH_ENTRY, os.path.join(host.path, ENTRY)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert watcher.stdout.readline().strip() == "watching"
+        if on_unsupported == "fail":
+            with pytest.raises(W.WindowError) as err:
+                host.window().open("native", ttl=60, on_unsupported="fail",
+                                   probe=lambda: ran.append(1) or true_probe())
+            assert "x86_64" in err.value.message and "not touched" in err.value.message
+        else:
+            r = host.window().open("native", ttl=60, probe=lambda: ran.append(1) or true_probe())
+            assert r["mode"] == "emulation" and r["native"] is False and r["first"]
+            assert "x86_64" in r["reason"] and r["prior_state"] == "enabled"
+            assert host.entry() == "enabled"
+            c = host.window().close(r["lease_id"])
+            assert c["restored"]
+        watcher.stdin.write("stop\n")
+        watcher.stdin.flush()
+        seen = watcher.stdout.readline().split()
+    finally:
+        watcher.kill()
+        watcher.wait()
+    assert seen == ["enabled"], seen          # never "disabled", not for a moment
+    assert ran == []                          # the real probe never ran: nothing to disable it for
+    events = [e["event"] for e in host.facts()["events"]]
+    assert "probe_failed_rollback" not in events
+    assert host.inst.snapshot() == before

@@ -146,3 +146,23 @@ def test_binfmt_info_reports_and_repairs_a_stale_window(host):
     assert [e["event"] for e in fix["window"]["events"]][-2:] == ["holder_gone", "stale_window_restored"]
     again = run_module("binfmt_info", {"run_dir": host.run_dir, "probe": False}, wrap=host.inst.nsenter)
     assert not again["changed"] and not again["window"]["stale"]
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the case of an x86_64 build host")
+def test_module_native_open_on_x86_64_never_touches_the_entry(host):
+    """The module's real capability check (the tests' hook taken out): emulation, with the reason."""
+    before = host.inst.snapshot()
+    r = run_module("native_armhf_window", {"state": "open", "probe": ["/bin/true"], "ttl": 60,
+                                           "run_dir": host.run_dir, "on_unsupported": "fail"},
+                   wrap=host.inst.nsenter, env={W.CAPABILITY_ENV: ""})
+    assert r["_status"] == "failed" and "x86_64" in r["msg"] and "not touched" in r["msg"], r
+    assert host.inst.snapshot() == before
+    r = run_module("native_armhf_window", {"state": "open", "probe": ["/bin/true"], "ttl": 60,
+                                           "run_dir": host.run_dir},
+                   wrap=host.inst.nsenter, env={W.CAPABILITY_ENV: ""})
+    assert r["_status"] == "ok" and r["native"] is False and r["mode"] == "emulation", r
+    assert "x86_64" in r["reason"] and host.entry() == "enabled"
+    events = [e["event"] for e in host.facts()["events"]]
+    assert "probe_failed_rollback" not in events
+    c = window(host, state="closed", lease_id=r["lease_id"])
+    assert c["restored"] and host.inst.snapshot() == before

@@ -36,6 +36,15 @@ def true_probe():
     return W.run_probe(TRUE)
 
 
+def real_probe(inst):
+    """The collection's default probe, run *inside* the sandbox (its mount namespace
+    sees the private instance): run from this process it would meet the machine's
+    global binfmt_misc, where qemu-arm may be registered and enabled."""
+    from ansible_collections.nativearm.binfmt.plugins.module_utils.probe import select_probe
+    argv = select_probe()[1]        # sh's exec reports ENOEXEC (nsenter's execvp would run sh on it)
+    return lambda: W.run_probe(inst.nsenter(["/bin/sh", "-c", 'exec "$@"', "probe"] + argv))
+
+
 def processes_mentioning(text):
     pids = []
     for name in os.listdir("/proc"):
