@@ -3,6 +3,8 @@
 # then run the demo armhf build inside a native armhf window (nativearm.binfmt.build), which
 # prints whether the armhf program ran native or emulated, and why.
 #   DEMO_SANDBOX=1  run both inside a private binfmt_misc instance instead of the machine's own
+# It runs as root on this machine, so it passes no -b: the playbooks take privilege escalation
+# from the user (-b, AWX), and -b's default method, sudo, is not installed on a minimal Debian.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"

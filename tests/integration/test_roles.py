@@ -11,6 +11,7 @@ import re
 import sys
 
 import pytest
+import yaml
 
 from ansible_env import ROOT, run_module, run_playbook
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
@@ -21,10 +22,11 @@ PLAYBOOKS = os.path.join(ROOT, "playbooks")
 DESCRIPTOR_DIRS = ("/usr/share/binfmts", "/usr/lib/binfmt.d", "/etc/binfmt.d")
 
 
-def playbook(name, instance, extra=None, check=False, fqcn=False):
+def playbook(name, instance, extra=None, check=False, fqcn=False, args=()):
     path = "nativearm.binfmt." + name if fqcn else os.path.join(PLAYBOOKS, name + ".yml")
     proc, results = run_playbook(path, extra_vars=extra, check=check, wrap=instance.nsenter,
-                                 args=["-e", "ansible_python_interpreter=" + os.path.join(ROOT, ".venv/bin/python")])
+                                 args=["-e", "ansible_python_interpreter=" + os.path.join(ROOT, ".venv/bin/python")]
+                                 + list(args))
     return proc, results
 
 
@@ -50,6 +52,34 @@ def base_vars(tmp_path, **more):
               "binfmt_drift_report_path": str(tmp_path / "drift.json")}
     values.update(more)
     return values
+
+
+# ---------------------------------------------------------------------------
+# Privilege escalation comes from the user (-b, AWX), never from a play keyword
+# ---------------------------------------------------------------------------
+
+# su, because it is there on every Debian host and root needs no password for it;
+# nobody's login shell is nologin, and the venv's python lives under /root.
+BECOME_NOBODY = ["--become", "--become-method", "su", "--become-user", "nobody",
+                 "-e", "ansible_become_flags=--shell=/bin/sh", "-e", "ansible_python_interpreter=/usr/bin/python3"]
+
+
+@pytest.mark.parametrize("name", ["provision", "build", "remediate"])
+def test_no_play_overrides_the_users_become(name):
+    with open(os.path.join(PLAYBOOKS, name + ".yml")) as f:
+        plays = yaml.safe_load(f)
+    assert plays and all("become" not in play and "become_user" not in play for play in plays)
+
+
+def test_become_user_from_the_command_line_is_the_user_tasks_run_as(instance, tmp_path):
+    hide_descriptors(instance)
+    before = instance.snapshot()
+    proc, results = playbook("provision", instance, base_vars(tmp_path), args=BECOME_NOBODY)
+    facts = [r["ansible_facts"] for r in results if "ansible_user_id" in r.get("ansible_facts", {})]
+    assert facts and facts[0]["ansible_user_id"] == "nobody", proc.stdout[-3000:]
+    # nobody may not register entries: the play stops, and the instance is as it was
+    assert recap(proc)["failed"] == 1 and recap(proc)["changed"] == 0, proc.stdout[-3000:]
+    assert instance.snapshot() == before
 
 
 # ---------------------------------------------------------------------------

@@ -185,8 +185,7 @@ def test_noaarch32_on_unsupported_fail_names_the_reason_and_changes_nothing(noaa
 @pytest.mark.parametrize("name,native", [pytest.param("compat", True, marks=COMPAT),
                                          pytest.param("noaarch32", False, marks=NOAARCH32)])
 def test_build_playbook_runs_native_or_emulated_and_passes(inventory, hosts, name, native):
-    proc = remote.playbook(inventory, "nativearm.binfmt.build", limit=name,
-                           extra_vars={"nativearm_become": True})
+    proc = remote.playbook(inventory, "nativearm.binfmt.build", limit=name)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     said = [r["msg"] for task, r in proc.results if task == "Say how the build ran"]
     assert said, proc.stdout[-3000:]
@@ -245,20 +244,17 @@ def test_drift_disabled_entry_reported_in_check_mode_then_fixed(inventory, noaar
     try:
         check = remote.playbook(inventory, "nativearm.binfmt.remediate", check=True,
                                 limit="noaarch32", extra_vars={
-                                    "nativearm_become": True,
                                     "binfmt_drift_entries": [{"name": "qemu-arm"}]})
         assert check.returncode == 0, check.stdout[-3000:]
         assert qemu_arm(noaarch32) == "disabled", "check mode changed the host"
         report = json.loads(noaarch32.file(DRIFT_REPORT).content_string)
         assert any(item.get("name") == "qemu-arm" for item in report["drift"]), report
         fix = remote.playbook(inventory, "nativearm.binfmt.remediate", limit="noaarch32",
-                              extra_vars={"nativearm_become": True,
-                                          "binfmt_drift_entries": [{"name": "qemu-arm"}]})
+                              extra_vars={"binfmt_drift_entries": [{"name": "qemu-arm"}]})
         assert fix.returncode == 0, fix.stdout[-3000:]
         assert qemu_arm(noaarch32) == "enabled"
         again = remote.playbook(inventory, "nativearm.binfmt.remediate", check=True,
                                 limit="noaarch32", extra_vars={
-                                    "nativearm_become": True,
                                     "binfmt_drift_entries": [{"name": "qemu-arm"}]})
         assert again.returncode == 0
         assert json.loads(noaarch32.file(DRIFT_REPORT).content_string)["drift"] == []
@@ -276,14 +272,12 @@ def test_drift_wrong_interpreter_reported_then_reregistered(inventory, noaarch32
         assert qemu_arm_interpreter(noaarch32) == "/bin/true"
         check = remote.playbook(inventory, "nativearm.binfmt.remediate", check=True,
                                 limit="noaarch32", extra_vars={
-                                    "nativearm_become": True,
                                     "binfmt_drift_entries": [{"name": "qemu-arm"}]})
         assert check.returncode == 0
         assert qemu_arm_interpreter(noaarch32) == "/bin/true"
         assert json.loads(noaarch32.file(DRIFT_REPORT).content_string)["drift"]
         fix = remote.playbook(inventory, "nativearm.binfmt.remediate", limit="noaarch32",
-                              extra_vars={"nativearm_become": True,
-                                          "binfmt_drift_entries": [{"name": "qemu-arm"}]})
+                              extra_vars={"binfmt_drift_entries": [{"name": "qemu-arm"}]})
         assert fix.returncode == 0, fix.stdout[-3000:]
         assert qemu_arm_interpreter(noaarch32) == good
         fixed = json.loads(noaarch32.file(DRIFT_REPORT).content_string)
