@@ -4,7 +4,7 @@ VENV := .venv/bin
 PYTEST := $(VENV)/python -m pytest
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup demo test unit integration sanity lint molecule-default molecule-arm64 bench bench-arm64
+.PHONY: setup demo test unit integration sanity sanity-matrix lint package changelog molecule-default molecule-arm64 bench bench-arm64
 
 setup:
 	bash scripts/setup.sh
@@ -23,6 +23,20 @@ integration:
 
 sanity:
 	bash scripts/sanity.sh
+
+# ansible-test sanity on every ansible-core line meta/runtime.yml claims (2.16 .. 2.19).
+sanity-matrix:
+	for v in 2.16 2.17 2.18; do bash scripts/sanity.sh $$v || exit; done
+	bash scripts/sanity.sh
+
+# Build the collection tarball, check its file list and the example EE's build context.
+package:
+	bash scripts/check_package.sh
+
+# Fold the pending changelogs/fragments into the release named by galaxy.yml's version and
+# regenerate CHANGELOG.rst (the fragments are removed: commit the result).
+changelog:
+	$(VENV)/antsibull-changelog release --update-existing --reload-plugins
 
 lint:
 	$(VENV)/ansible-lint --profile production

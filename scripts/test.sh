@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test, in order: unit, integration (real kernel, private binfmt_misc instances), stress
-# (reduced size), ansible-test sanity, ansible-lint (production profile), molecule scenarios
+# (reduced size), ansible-test sanity, ansible-lint (production profile), the collection tarball
+# and the example execution environment's build context, molecule scenarios
 # (default: localhost in a private binfmt_misc; arm64: a two-host arm64 fleet, images cached
 # in /var/cache/nativearm-arm64 and built on the first run).
 # Each stage's time is printed; the run stops at the first failing stage.
@@ -18,6 +19,7 @@ stage "unit + integration + stress (reduced) tests" \
   python -m pytest -q -p no:cacheprovider tests/unit tests/integration tests/stress
 stage "ansible-test sanity" bash scripts/sanity.sh
 stage "ansible-lint (production profile)" ansible-lint --profile production
+stage "collection tarball file list + example EE build context (ansible-builder create)" bash scripts/check_package.sh
 stage "molecule scenario default (localhost in a private binfmt_misc)" bash molecule/default/run.sh test
 stage "molecule scenario arm64 (two Debian arm64 guests under qemu-system-aarch64)" bash molecule/arm64/run.sh
 echo "=== all stages passed in $SECONDS s"
