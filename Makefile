@@ -34,7 +34,8 @@ package:
 	bash scripts/check_package.sh
 
 # Fold the pending changelogs/fragments into the release named by galaxy.yml's version and
-# regenerate CHANGELOG.rst (the fragments are removed: commit the result).
+# regenerate CHANGELOG.rst (the fragments are removed: commit the result). Its "no release_summary"
+# warning only means no new fragment carries one: the release already has it.
 changelog:
 	$(VENV)/antsibull-changelog release --update-existing --reload-plugins
 
