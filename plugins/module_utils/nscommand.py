@@ -21,26 +21,17 @@ __metaclass__ = type
 import json
 import os
 import selectors
-import subprocess
 import time
 
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc
 from ansible_collections.nativearm.binfmt.plugins.module_utils.presets import preset
-from ansible_collections.nativearm.binfmt.plugins.module_utils.probe import select_probe
+from ansible_collections.nativearm.binfmt.plugins.module_utils.probe import default_probe, direct_probe
 from ansible_collections.nativearm.binfmt.plugins.module_utils.userns import enter_sandbox
 
-ARMHF_LOADER = "/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3"
 # Where qemu-user-static (Debian/Ubuntu, with and without the -static suffix)
 # puts the arm interpreter; the first that exists is used.
 QEMU_ARM_CANDIDATES = ("/usr/bin/qemu-arm-static", "/usr/libexec/qemu-binfmt/arm-binfmt-P",
                        "/usr/bin/qemu-arm")
-
-
-def default_probe():
-    """A command that runs only if the kernel (here) executes armhf binaries:
-    probe.select_probe's first installed candidate, else the loader."""
-    argv = select_probe()[1]
-    return argv or [ARMHF_LOADER, "--help"]
 
 
 def find_qemu_arm(candidates=QEMU_ARM_CANDIDATES):
@@ -51,16 +42,9 @@ def find_qemu_arm(candidates=QEMU_ARM_CANDIDATES):
 
 
 def _probe_ok(argv):
-    try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, timeout=60, check=False)
-    except OSError as exc:
-        return False, "%s: %s" % (" ".join(argv), exc.strerror or exc)
-    except subprocess.TimeoutExpired:
-        return False, "%s timed out" % " ".join(argv)
-    if proc.returncode != 0:
-        return False, "%s exited %d" % (" ".join(argv), proc.returncode)
-    return True, "%s ran natively" % " ".join(argv)
+    """(ran natively, reason): the probe run as is, here, interpreted by probe.interpret."""
+    result = direct_probe(argv, timeout=60, binfmt_misc=None)
+    return result["native"] is True, "%s: %s" % (" ".join(argv), result["reason"])
 
 
 def _setup_in_child(spec):
@@ -76,8 +60,9 @@ def _setup_in_child(spec):
         else:
             report.update(mode="emulation", native=False,
                           reason="native probe failed (%s): the kernel cannot run armhf natively "
-                                 "here (no CONFIG_COMPAT, a CPU without AArch32 EL0, or not an arm64 "
-                                 "host), so qemu-arm was registered in the private binfmt_misc" % why)
+                                 "here (no CONFIG_COMPAT, a CPU without AArch32 EL0, pages other than "
+                                 "4 KiB, or not an arm64 host), so qemu-arm was registered in the "
+                                 "private binfmt_misc" % why)
     elif mode == "native":
         report["reason"] = "mode native: the private binfmt_misc has no qemu-arm"
     else:

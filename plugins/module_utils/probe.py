@@ -3,7 +3,19 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The native armhf probe: can this kernel run 32-bit ARM (armhf) ELF itself?
 
-Two ways to ask, both running a small armhf program:
+First :func:`capability`, a check that writes nothing and touches no entry:
+the host architecture; on arm64, personality(PER_LINUX32), which the kernel
+refuses with EINVAL when the CPU has no 32-bit EL0 (arch/arm64/kernel/sys.c);
+the page size (armhf userlands are linked for 4 KiB pages: on a 16K-page
+kernel static armhf programs run but every dynamic one fails with "ELF load
+command address/offset not page-aligned"); and, where Linux >= 6.7, the real
+probe in a private binfmt_misc instance. Only where it answers None does a
+window have to disable the entry and run the real probe (the ``direct``
+method below).
+
+The probe itself (:func:`select_probe`, the one selection every module and
+role uses) is the armhf loader loading the armhf libc, i.e. what a dynamic
+armhf build needs. Two ways to run it:
 
 - ``namespace`` (Linux >= 6.7, touches nothing): the probe runs in a new user +
   mount namespace with its own, empty binfmt_misc instance, so qemu-arm cannot
@@ -21,25 +33,39 @@ __metaclass__ = type
 
 import errno
 import os
-import shutil
 import signal
-import subprocess
+
+# ctypes, shutil and subprocess are imported where used: window.py imports this
+# module for its default probe, and a window close needs none of them.
 
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as kernel
 
 DEFAULT_BINFMT_MISC = "/proc/sys/fs/binfmt_misc"
 DEFAULT_TIMEOUT = 30
 
-# (kind, argv, package that ships it), in order of preference. arch-test's static
-# armhf binary needs no libraries; `arch-test arm` would test the old ABI instead,
-# which fails on every aarch64 kernel. The loader's --help exists since glibc 2.33.
-# arch-test moved its helpers from /usr/lib to /usr/libexec in Debian 13.
+CROSS_LIB = "/usr/arm-linux-gnueabihf/lib"
+MULTIARCH_LIB = "/usr/lib/arm-linux-gnueabihf"
+# (kind, argv, package that ships it), in order of preference. Each runs the
+# armhf loader on the armhf libc (glibc's libc.so.6 is runnable and prints its
+# version), so it passes only where a dynamic armhf program can load: static
+# helpers (arch-test's) and `ld.so --help` also pass on 16K-page kernels, where
+# every dynamic armhf binary fails. Every path of the argv must exist.
 CANDIDATES = (
-    ("arch-test", ["/usr/lib/arch-test/armhf"], "arch-test"),
-    ("arch-test", ["/usr/libexec/arch-test/armhf"], "arch-test"),
-    ("loader", ["/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3", "--help"], "gcc-arm-linux-gnueabihf"),
+    ("libc", [CROSS_LIB + "/ld-linux-armhf.so.3", "--library-path", CROSS_LIB, CROSS_LIB + "/libc.so.6"],
+     "gcc-arm-linux-gnueabihf"),
+    ("libc", ["/usr/lib/ld-linux-armhf.so.3", "--library-path", MULTIARCH_LIB, MULTIARCH_LIB + "/libc.so.6"],
+     "libc6:armhf"),
 )
 ARM_MACHINES = ("aarch64", "arm64", "armv7l", "armv8l", "armv8b")
+# Machines whose kernel may run armhf EL0 code; uname says armv8l for a process
+# under linux32 (PER_LINUX32) on arm64.
+NATIVE_MACHINES = ("aarch64", "armv7l", "armv8l")
+PAGE_SIZE_4K = 4096
+PER_LINUX32 = 0x0008
+PER_MASK = 0x00ff
+PER_QUERY = 0xffffffff
+PAGE_ALIGN_MARK = "ELF load command address/offset not page-aligned"
+MIN_PRIVATE_KERNEL = (6, 7)  # binfmt_misc is per user namespace since Linux 6.7
 
 # Runs inside the new namespaces: mount a private binfmt_misc over the given
 # path, then exec the probe. Parameters arrive as "$1" "$@", never in the script.
@@ -53,19 +79,25 @@ MOUNT_REFUSED_MARK = "nativearm-probe: cannot mount a private binfmt_misc"
 OUTPUT_LIMIT = 2000
 
 
+def default_probe():
+    """The argv of the default probe: select_probe's choice, else its first candidate
+    (whose absence the probe's failure then names)."""
+    return select_probe()[1] or list(CANDIDATES[0][1])
+
+
 def select_probe(custom=None, exists=os.path.exists):
     """(kind, argv, package) of the probe to run, or (None, None, reason) when none is installed.
 
-    A caller-given argv (``custom``, a list) wins; otherwise the first installed candidate.
+    A caller-given argv (``custom``, a list) wins; otherwise the first candidate
+    whose files all exist. This is the one probe selection of the collection.
     """
     if custom:
         return "custom", list(custom), None
     for kind, argv, package in CANDIDATES:
-        if exists(argv[0]):
+        if all(exists(arg) for arg in argv if arg.startswith("/")):
             return kind, list(argv), package
-    return None, None, ("no armhf probe is installed (looked for %s); install arch-test "
-                        "(or gcc-arm-linux-gnueabihf, for glibc >= 2.33's loader)"
-                        % " and ".join(argv[0] for _kind, argv, _package in CANDIDATES))
+    return None, None, ("no armhf probe is installed: it needs the armhf loader and libc (looked for %s); "
+                        "install gcc-arm-linux-gnueabihf" % " and ".join(argv[-1] for _k, argv, _p in CANDIDATES))
 
 
 def namespace_command(argv, binfmt_misc=DEFAULT_BINFMT_MISC, unshare="unshare", shell="/bin/sh"):
@@ -113,9 +145,16 @@ def interpret(method, command, rc=None, output="", exec_errno=None, timed_out=Fa
                             % ("; this kernel is %s" % release if release else "", text))
         return result
     enoexec = exec_errno == errno.ENOEXEC or (rc == 126 and "Exec format error" in text)
+    if rc and PAGE_ALIGN_MARK in text:
+        result["native"] = False
+        result["reason"] = ("%s: the kernel ran the armhf loader but could not map the armhf libc "
+                            "(the page size is %d; armhf userlands are linked for 4 KiB pages), so no "
+                            "dynamically linked armhf program can run natively here"
+                            % (PAGE_ALIGN_MARK, page_size))
+        return result
     if exec_errno == errno.ENOENT or (rc == 127 and not enoexec and "not found" in text):
-        result["reason"] = ("the probe was not found (%s); the standard probes come with "
-                            "arch-test or gcc-arm-linux-gnueabihf" % text)
+        result["reason"] = ("the probe was not found (%s); the standard probe (the armhf loader "
+                            "and libc) comes with gcc-arm-linux-gnueabihf" % text)
         return result
     if exec_errno is not None and not enoexec:
         result["reason"] = "the probe could not be started: %s" % os.strerror(exec_errno)
@@ -144,6 +183,7 @@ def interpret(method, command, rc=None, output="", exec_errno=None, timed_out=Fa
 
 
 def _run(method, command, timeout, facts, probe_kind):
+    import subprocess
     # strerror texts such as "Exec format error" are matched: keep them in English.
     env = dict(os.environ, LC_ALL="C")
     try:
@@ -183,6 +223,7 @@ def entries_matching(header, file_name, entries):
 def emulating_entries(program, binfmt_misc=DEFAULT_BINFMT_MISC):
     """Enabled entries of the binfmt_misc at ``binfmt_misc`` that would run ``program``
     through an interpreter ([] when none does, or when that cannot be read)."""
+    import shutil
     path = program if os.sep in program else shutil.which(program)
     try:
         if not path or not kernel.read_status(binfmt_misc):
@@ -231,3 +272,140 @@ def namespace_probe(probe=None, timeout=DEFAULT_TIMEOUT, binfmt_misc=DEFAULT_BIN
         return _missing("namespace", reason)
     return _run("namespace", namespace_command(argv, binfmt_misc, unshare), timeout,
                 facts or host_facts(), kind)
+
+
+# ---------------------------------------------------------------------------
+# the capability check: writes nothing, touches no entry
+# ---------------------------------------------------------------------------
+
+def _libc_personality(persona):
+    """personality(2) through the C library: the previous persona; OSError on failure."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.personality.argtypes = [ctypes.c_ulong]
+    libc.personality.restype = ctypes.c_int
+    ret = libc.personality(ctypes.c_ulong(persona))
+    if ret == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return ret
+
+
+def aarch32_el0(personality=_libc_personality):
+    """(True | False | None, detail): can this kernel run 32-bit EL0 code at all?
+
+    Asks for PER_LINUX32, which arm64 refuses with EINVAL when no CPU has 32-bit
+    EL0, and puts the previous persona back at once (only this thread's persona
+    changes, for the length of two system calls; no entry is touched).
+    """
+    try:
+        old = personality(PER_QUERY)
+        try:
+            personality((old & ~PER_MASK) | PER_LINUX32)
+        finally:
+            if old != (old & ~PER_MASK) | PER_LINUX32:
+                personality(old)
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            return False, "personality(PER_LINUX32) failed with EINVAL"
+        return None, "personality(PER_LINUX32) could not be asked: %s" % (exc.strerror or exc)
+    return True, "personality(PER_LINUX32) succeeded"
+
+
+def decide(arch, page_size, el0, el0_detail="", private=None, private_unavailable=None):
+    """The capability verdict from what was found; pure.
+
+    ``el0`` is :func:`aarch32_el0`'s answer (None when not asked), ``private`` a
+    :func:`namespace_probe` result, or None when it was not run (then
+    ``private_unavailable`` may say why it could not be). Returns the dict
+    :func:`capability` documents; ``native_possible`` is False when certain, True
+    only from a probe that ran in a private instance, None when only the real
+    probe (with the entry disabled) can decide.
+    """
+    result = {"native_possible": None, "reason": None, "arch": arch, "page_size": page_size,
+              "aarch32_el0": el0, "method": None, "probe": private}
+    if arch not in NATIVE_MACHINES:
+        result.update(native_possible=False, method="architecture",
+                      reason="this host is %s: it can only emulate armhf" % arch)
+        return result
+    if el0 is False:
+        result.update(native_possible=False, method="personality",
+                      reason="the CPU/kernel has no 32-bit EL0 (AArch32): %s" % el0_detail)
+        return result
+    if page_size != PAGE_SIZE_4K:
+        result.update(native_possible=False, method="page_size",
+                      reason="page size %s: the armhf libc's 4K-aligned segments cannot load (static armhf "
+                             "programs may run, dynamically linked ones fail with \"%s\")"
+                             % (page_size, PAGE_ALIGN_MARK))
+        return result
+    found = "%s, 4 KiB pages%s" % (arch, ", %s" % el0_detail if el0_detail else "")
+    if private is not None and private.get("native") is not None:
+        result.update(native_possible=bool(private["native"]), method="private_instance",
+                      reason="%s in a private binfmt_misc instance: %s (%s)"
+                             % ("the probe ran natively" if private["native"] else "the probe failed",
+                                private.get("reason"), found))
+        return result
+    why = (private or {}).get("reason") or private_unavailable or "the private-instance probe was not run"
+    result["reason"] = "only the real probe can decide (%s; %s)" % (found, why)
+    return result
+
+
+def capability(binfmt_misc=DEFAULT_BINFMT_MISC, uname=os.uname, page_size=None,
+               personality=_libc_personality, probe=None, namespace=None, timeout=DEFAULT_TIMEOUT):
+    """Can armhf run natively here? Decided without writing anything or touching any entry.
+
+    Returns {native_possible, reason, arch, page_size, aarch32_el0, method, probe}:
+    ``method`` names the check that decided (``architecture``, ``personality``,
+    ``page_size``, ``private_instance``; None when nothing did), ``probe`` the
+    private-instance probe result when it ran. The private-instance probe (the
+    armhf loader loading the armhf libc, or ``probe``) runs only where every other
+    check passed and the kernel is >= 6.7; ``namespace`` replaces
+    :func:`namespace_probe` (tests). ``binfmt_misc`` is where the private
+    instance is mounted inside the new namespaces.
+    """
+    from ansible_collections.nativearm.binfmt.plugins.module_utils.userns import kernel_version
+    name = uname()
+    arch = name.machine
+    size = page_size if page_size is not None else os.sysconf("SC_PAGE_SIZE")
+    if arch not in NATIVE_MACHINES:
+        return decide(arch, size, None)
+    el0, detail = aarch32_el0(personality)
+    verdict = decide(arch, size, el0, detail)
+    if verdict["native_possible"] is False:
+        return verdict
+    if kernel_version(name.release) < MIN_PRIVATE_KERNEL:
+        return decide(arch, size, el0, detail, private_unavailable=(
+            "kernel %s is older than 6.7, so no private binfmt_misc instance can be had" % name.release))
+    run = namespace or namespace_probe
+    private = run(probe, timeout=timeout, binfmt_misc=binfmt_misc,
+                  facts={"machine": arch, "release": name.release, "page_size": size})
+    return decide(arch, size, el0, detail, private=private)
+
+
+def native_armhf(binfmt_misc=DEFAULT_BINFMT_MISC, probe=None, host=None, exists=os.path.exists,
+                 capability_check=None):
+    """binfmt_info's native armhf facts: :func:`capability`, and where it cannot decide
+    because no private instance can be had, the probe run directly, but only when no
+    enabled entry of ``binfmt_misc`` would catch it. Writes nothing, touches no entry.
+
+    {native, reason, method, arch, page_size, aarch32_el0, probe}; ``host`` is
+    :func:`host_facts`' dict.
+    """
+    host = host or host_facts()
+    verdict = (capability_check or capability)(probe=probe, page_size=host["page_size"])
+    result = dict(verdict)
+    result["native"] = result.pop("native_possible")
+    private = verdict["probe"]
+    if result["native"] is not None or (private is not None and private.get("available", True)):
+        return result
+    direct = direct_probe(probe, facts=host, exists=exists, binfmt_misc=binfmt_misc)
+    result["probe"] = direct
+    if direct.get("caught_by"):
+        result["reason"] = ("%s; %s; only a native window (nativearm.binfmt.native_armhf_window) can tell"
+                            % (verdict["reason"], direct["reason"]))
+    elif direct["native"] is not None:
+        result.update(native=direct["native"], method="direct",
+                      reason="the probe, run directly (no enabled entry would catch it): %s" % direct["reason"])
+    else:
+        result["reason"] = "%s; the direct probe: %s" % (verdict["reason"], direct["reason"])
+    return result

@@ -16,10 +16,14 @@ description:
     where dpkg knows it, the host architecture, kernel and page size, the C(abi.*) sysctls, whether
     the kernel runs armhf natively, and the state of native armhf windows (leases, mode, prior
     state, events, and every process holding a lock on the entry, from C(/proc/locks)).
-  - The native armhf probe never touches the host's qemu-arm entry. On Linux 6.7 and later it runs in
-    a new user namespace with its own, empty binfmt_misc instance. On older kernels it runs directly
-    only when no enabled qemu-arm entry could catch it; otherwise the answer is C(null) with the reason
-    (a window, M(nativearm.binfmt.native_armhf_window), finds out by disabling the entry).
+  - Whether armhf can run natively is decided by checks that write nothing and never touch an entry,
+    in this order - the host architecture (only aarch64, armv7l and armv8l can); on arm64
+    C(personality(PER_LINUX32)), which fails with EINVAL when the CPU has no 32-bit EL0; the page
+    size (the armhf libc's segments are 4 KiB-aligned, so on a 16K-page kernel no dynamically linked
+    armhf program can load); and on Linux 6.7 and later the real probe in a new user namespace with its
+    own, empty binfmt_misc instance. On older kernels the probe runs directly only when no enabled
+    entry could catch it; otherwise the answer is C(null) with the reason (a window,
+    M(nativearm.binfmt.native_armhf_window), finds out by disabling the entry).
   - One repair, the only change this module makes, when O(repair_stale_window=true), the default.
     A stale window is one whose prior state is recorded but no holder is alive, for example after
     SIGKILL or the OOM killer. The module puts the prior state back and only then reports
@@ -45,9 +49,12 @@ options:
     default: true
   probe_command:
     description:
-      - The armhf command that must run natively. Default the static C(/usr/lib/arch-test/armhf)
-        from arch-test (C(/usr/libexec/arch-test/armhf) on Debian 13 and later), else the dynamic loader C(ld-linux-armhf.so.3 --help) from
-        gcc-arm-linux-gnueabihf.
+      - The armhf command that must run natively. Default the armhf loader loading the armhf libc,
+        C(/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3 --library-path /usr/arm-linux-gnueabihf/lib
+        /usr/arm-linux-gnueabihf/lib/libc.so.6) from gcc-arm-linux-gnueabihf (else the same from
+        libc6:armhf), because that is what a dynamically linked armhf build needs. Static helpers such
+        as arch-test's and C(ld-linux-armhf.so.3 --help) also succeed on 16K-page kernels, where every
+        dynamically linked armhf program fails.
     type: list
     elements: str
   window_entry:
@@ -110,10 +117,13 @@ descriptors:
   type: list
   elements: dict
 host:
-  description: Host architecture (C(machine)), kernel C(release) and C(page_size).
+  description:
+    - Host architecture (C(machine)), kernel C(release), C(page_size), and C(aarch32_el0), whether
+      the kernel can run 32-bit EL0 code at all - true or false from C(personality(PER_LINUX32)) on
+      ARM hosts, null where it was not asked (other architectures, or O(probe=false)).
   returned: always
   type: dict
-  sample: {machine: aarch64, release: 6.12.57+deb13-arm64, page_size: 4096}
+  sample: {machine: aarch64, release: 6.12.57+deb13-arm64, page_size: 4096, aarch32_el0: true}
 abi:
   description: The C(abi.*) sysctls present on this kernel, by name (for example C(cp15_barrier)).
   returned: always
@@ -121,12 +131,19 @@ abi:
   sample: {cp15_barrier: 1, setend: 1, swp: 0}
 native_armhf:
   description:
-    - The native armhf probe. C(native) is true, false, or null when it could not be asked without
-      touching qemu-arm. C(method) is C(namespace) or C(direct). C(reason), C(command), C(rc) and
-      C(output) are the details.
+    - Can armhf run natively here. C(native) is true, false, or null when it could not be decided
+      without touching an entry. C(reason) says what was found.
+    - C(method) names the check that decided - V(architecture), V(personality) (no 32-bit EL0),
+      V(page_size) (not 4 KiB), V(private_instance) (the probe in a private binfmt_misc instance),
+      V(direct) (the probe run as is, on kernels older than 6.7, where no enabled entry would catch
+      it); null when nothing decided.
+    - C(arch), C(page_size) and C(aarch32_el0) are the inputs; C(probe) is the probe's own result
+      (C(command), C(rc), C(output), C(reason)) when it ran, else null.
+    - Null when O(probe=false).
   returned: always
   type: dict
-  sample: {native: false, method: namespace, reason: "Exec format error: ..."}
+  sample: {native: false, method: page_size, arch: aarch64, page_size: 16384, aarch32_el0: true,
+           reason: "page size 16384: the armhf libc's 4K-aligned segments cannot load ...", probe: null}
 window:
   description:
     - The native armhf window on O(window_entry). Includes C(lease_count), C(leases) (id, mode,
@@ -169,16 +186,8 @@ def read_abi(abi_dir=ABI_DIR):
 
 
 def native_armhf(path, command, host):
-    """Probe without touching the host's entries: the namespace method where the kernel has it;
-    otherwise a direct run, which probe.direct_probe refuses while an enabled entry would catch it."""
-    result = probe.namespace_probe(command, facts=host)
-    if result.get("available", True):
-        return result
-    direct = probe.direct_probe(command, facts=host, binfmt_misc=path)
-    if direct.get("caught_by"):
-        direct["reason"] = "%s; %s; only a native window (nativearm.binfmt.native_armhf_window) can tell" % (
-            result["reason"], direct["reason"])
-    return direct
+    """The native armhf facts, without writing anything or touching an entry (probe.native_armhf)."""
+    return probe.native_armhf(path, command, host)
 
 
 def main():
@@ -200,6 +209,8 @@ def main():
     mounted = os.path.exists(os.path.join(path, "register"))
     entries = bm.read_all_entries(path) if mounted else {}
     host = probe.host_facts()
+    native = native_armhf(path, p["probe_command"], host) if p["probe"] else None
+    host["aarch32_el0"] = native["aarch32_el0"] if native else None
     window, restored = window_facts(p["window_entry"], path, p["run_dir"],
                                     repair=p["repair_stale_window"], check_mode=module.check_mode)
     if restored:
@@ -212,7 +223,7 @@ def main():
                                                  module.get_bin_path("dpkg-query")),
         host=host,
         abi=read_abi(),
-        native_armhf=native_armhf(path, p["probe_command"], host) if p["probe"] else None,
+        native_armhf=native,
         window=window,
     )
 

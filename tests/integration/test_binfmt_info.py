@@ -34,25 +34,30 @@ def test_reports_mount_entries_host_and_changes_nothing(instance, tmp_path):
     assert instance.snapshot() == before
 
 
-def test_native_probe_uses_private_instance_and_leaves_qemu_arm_alone(instance, tmp_path):
-    """On this x86_64 kernel the real armhf probe cannot run natively; with qemu-arm enabled on the
-    "host" (the instance), a naive probe would succeed through emulation. The namespace method
-    must say not native, and the instance's entry must stay enabled and identical."""
+def test_native_armhf_facts_come_from_checks_that_touch_no_entry(instance, tmp_path):
+    """With qemu-arm enabled on the "host" (the instance) a naive probe would succeed through
+    emulation. On this x86_64 kernel the architecture alone says not native: no probe runs, and the
+    instance's entry stays enabled and byte-identical."""
     register_qemu_arm(instance)
     before = instance.snapshot()
     result = info(instance, tmp_path)
     native = result["native_armhf"]
-    assert native["method"] == "namespace"
+    assert set(native) >= {"native", "reason", "method", "arch", "page_size", "aarch32_el0", "probe"}
+    assert native["page_size"] == result["host"]["page_size"] == os.sysconf("SC_PAGE_SIZE")
+    assert result["host"]["aarch32_el0"] == native["aarch32_el0"]
     if os.uname().machine == "x86_64":
-        assert native["native"] is False
-        assert "Exec format error" in native["output"] + native["reason"]
+        assert native["native"] is False and native["method"] == "architecture"
+        assert native["reason"] == "this host is x86_64: it can only emulate armhf"
+        assert native["aarch32_el0"] is None and native["probe"] is None
+    else:
+        assert native["method"] in ("personality", "page_size", "private_instance", "direct", None)
     assert instance.snapshot() == before
+    assert result["changed"] is False
 
 
-def test_custom_probe_command_runs_natively(instance, tmp_path):
-    result = info(instance, tmp_path, probe_command=["/bin/true"])
-    assert result["native_armhf"]["native"] is True
-    assert result["native_armhf"]["method"] == "namespace"
+def test_probe_false_reports_no_native_facts(instance, tmp_path):
+    result = info(instance, tmp_path, probe=False, probe_command=["/bin/true"])
+    assert result["native_armhf"] is None and result["host"]["aarch32_el0"] is None
 
 
 def test_descriptors_with_package_owner(instance, tmp_path):

@@ -1,10 +1,10 @@
-"""The native armhf probe on the real kernel.
+"""The native armhf probe and the capability check on the real kernel.
 
 Each test gets a private binfmt_misc instance that plays "the host": qemu-arm is
 registered there exactly as on a build host (qemu-arm-static, flag F), and the
-probes run inside it through nsenter. The namespace probe must leave that
-instance byte-identical and still see the kernel's own verdict; the direct
-probe must go through the entry while it is enabled.
+probes run inside it through nsenter. The namespace probe and the capability
+check must leave that instance byte-identical and still see the kernel's own
+verdict; the direct probe must go through the entry while it is enabled.
 """
 import json
 import os
@@ -17,9 +17,8 @@ from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_mis
 from ansible_collections.nativearm.binfmt.plugins.module_utils import probe
 from ansible_collections.nativearm.binfmt.plugins.module_utils.presets import preset
 
-ARMHF = "/usr/lib/arch-test/armhf"
 QEMU_ARM_STATIC = "/usr/bin/qemu-arm-static"
-LOADER = [argv for kind, argv, _package in probe.CANDIDATES if kind == "loader"][0]
+DEFAULT = probe.CANDIDATES[0][1]  # the armhf loader loading gcc-arm-linux-gnueabihf's armhf libc
 MACHINE = os.uname().machine
 # Where a 32-bit ARM ELF can only be emulated, the kernel must refuse it.
 EMULATION_ONLY = MACHINE not in probe.ARM_MACHINES
@@ -29,12 +28,33 @@ _RUN_PROBE = ("import json, sys\n"
               "print(json.dumps(getattr(probe, sys.argv[1])(json.loads(sys.argv[2]), **json.loads(sys.argv[3]))))\n")
 
 
-def run_probe(inst, method, argv=None, **kwargs):
-    """Run probe.<method>_probe(argv, **kwargs) inside the instance, as a module on that host would."""
-    proc = inst.run([sys.executable, "-c", _RUN_PROBE, method + "_probe", json.dumps(argv), json.dumps(kwargs)],
-                    env=dict(os.environ, PYTHONPATH=collections_path()), timeout=120)
+# capability(**kwargs) inside the instance; "machine" (when given) replaces uname's, the
+# page size and personality(2) stay the kernel's own.
+_RUN_CAPABILITY = ("import json, os, sys\n"
+                   "from ansible_collections.nativearm.binfmt.plugins.module_utils import probe\n"
+                   "kwargs = json.loads(sys.argv[1])\n"
+                   "machine = kwargs.pop('machine', None)\n"
+                   "if machine:\n"
+                   "    real = os.uname()\n"
+                   "    kwargs['uname'] = lambda: os.uname_result(tuple(real)[:4] + (machine,))\n"
+                   "print(json.dumps(probe.capability(**kwargs)))\n")
+
+
+def _inside(inst, argv):
+    proc = inst.run([sys.executable, "-c"] + argv, env=dict(os.environ, PYTHONPATH=collections_path()),
+                    timeout=120)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
+
+
+def run_probe(inst, method, argv=None, **kwargs):
+    """Run probe.<method>_probe(argv, **kwargs) inside the instance, as a module on that host would."""
+    return _inside(inst, [_RUN_PROBE, method + "_probe", json.dumps(argv), json.dumps(kwargs)])
+
+
+def run_capability(inst, **kwargs):
+    """Run probe.capability(**kwargs) inside the instance."""
+    return _inside(inst, [_RUN_CAPABILITY, json.dumps(kwargs)])
 
 
 @pytest.fixture
@@ -48,16 +68,17 @@ def host(instance):
 
 
 def test_probe_binaries_are_installed():
-    for path in (ARMHF, QEMU_ARM_STATIC, LOADER[0]):
-        assert os.access(path, os.X_OK), "%s missing: the test setup installs arch-test, " \
-                                         "qemu-user-static and gcc-arm-linux-gnueabihf" % path
+    for path in [QEMU_ARM_STATIC] + [arg for arg in DEFAULT if arg.startswith("/")]:
+        assert os.path.exists(path), "%s missing: the test setup installs qemu-user-static and " \
+                                     "gcc-arm-linux-gnueabihf" % path
+    assert probe.select_probe() == ("libc", DEFAULT, "gcc-arm-linux-gnueabihf")
 
 
-def test_namespace_probe_of_the_real_armhf_binary():
+def test_namespace_probe_of_the_default_probe():
     result = probe.namespace_probe()
-    assert result["probe"] == "arch-test" and result["method"] == "namespace"
+    assert result["probe"] == "libc" and result["method"] == "namespace"
     assert result["available"] is True
-    assert result["command"][-1] == ARMHF
+    assert result["command"][-4:] == DEFAULT
     if EMULATION_ONLY:
         assert result["native"] is False
         assert result["rc"] == 126 and "Exec format error" in result["output"]
@@ -72,7 +93,7 @@ def test_namespace_probe_leaves_the_hosts_qemu_arm_untouched(host):
     assert before["qemu-arm"].startswith(expected)
     result = run_probe(host, "namespace")
     assert host.snapshot() == before
-    assert result["available"] is True and result["probe"] == "arch-test"
+    assert result["available"] is True and result["probe"] == "libc"
     if EMULATION_ONLY:
         # qemu-arm is enabled on this "host", yet the probe was not emulated.
         assert result["native"] is False and "Exec format error" in result["output"]
@@ -106,11 +127,12 @@ def test_direct_probe_is_not_fooled_by_an_enabled_entry(host):
     assert host.snapshot() == before
 
 
-def test_direct_probe_goes_through_the_entry_and_fails_without_it(host):
+def test_default_probe_loads_the_armhf_libc_through_qemu_and_fails_without_it(host):
     emulated = run_probe(host, "direct", binfmt_misc=None)
-    assert emulated["probe"] == "arch-test" and emulated["method"] == "direct"
-    # Through qemu-arm: proves the probe binary is real armhf code that prints "ok".
-    assert emulated["native"] is True and emulated["rc"] == 0 and emulated["output"] == "ok"
+    assert emulated["probe"] == "libc" and emulated["method"] == "direct"
+    # Through qemu-arm: proves the loader mapped and ran the armhf libc, which prints its version.
+    assert emulated["native"] is True and emulated["rc"] == 0
+    assert emulated["output"].startswith("GNU C Library")
 
     binfmt_misc.set_enabled("qemu-arm", False, host.path)
     try:
@@ -120,15 +142,43 @@ def test_direct_probe_goes_through_the_entry_and_fails_without_it(host):
     finally:
         binfmt_misc.set_enabled("qemu-arm", True, host.path)
     if EMULATION_ONLY:
-        assert bare["native"] is False and "Exec format error" in bare["output"]
+        assert bare["native"] is False and bare["rc"] is None and "Exec format error" in bare["output"]
         assert bare["reason"].startswith("Exec format error")
     assert bare["caught_by"] == []
     assert binfmt_misc.read_entry("qemu-arm", host.path)["enabled"] is True
 
 
-def test_direct_probe_of_the_loader_fallback(host):
-    loader = list(LOADER)
-    emulated = run_probe(host, "direct", loader, binfmt_misc=None)
-    assert emulated["native"] is True and "ld.so" in emulated["output"]
-    if EMULATION_ONLY:
-        assert probe.namespace_probe(loader)["native"] is False
+# -- the capability check --------------------------------------------------------------------
+
+@pytest.mark.skipif(not EMULATION_ONLY, reason="the architecture check answers False only off ARM")
+def test_capability_on_this_host_is_false_by_architecture_and_touches_nothing(host):
+    before = host.snapshot()
+    stat_before = os.stat(os.path.join(host.path, "qemu-arm"))
+    verdict = run_capability(host)
+    assert verdict["native_possible"] is False and verdict["method"] == "architecture"
+    assert verdict["reason"] == "this host is %s: it can only emulate armhf" % MACHINE
+    assert verdict["arch"] == MACHINE and verdict["page_size"] == os.sysconf("SC_PAGE_SIZE")
+    assert verdict["probe"] is None
+    assert host.snapshot() == before and host.snapshot()["qemu-arm"].startswith("enabled\n")
+    stat_after = os.stat(os.path.join(host.path, "qemu-arm"))
+    assert (stat_after.st_ino, stat_after.st_mtime_ns) == (stat_before.st_ino, stat_before.st_mtime_ns)
+
+
+@pytest.mark.skipif(not EMULATION_ONLY, reason="needs a kernel that refuses armhf")
+def test_capability_runs_the_real_probe_in_a_private_instance_where_the_checks_pass(host):
+    """With uname saying aarch64 (the real personality(2) and page size of this 4K kernel), the
+    verdict comes from the default probe run in a private instance below this one: the kernel refuses
+    it although this instance's qemu-arm is enabled, and the instance is left as it was."""
+    before = host.snapshot()
+    verdict = run_capability(host, machine="aarch64")
+    assert verdict["method"] == "private_instance" and verdict["native_possible"] is False
+    assert verdict["aarch32_el0"] is True and verdict["page_size"] == 4096
+    assert verdict["probe"]["command"][-4:] == DEFAULT and verdict["probe"]["rc"] == 126
+    assert "Exec format error" in verdict["reason"] and "private binfmt_misc instance" in verdict["reason"]
+    assert host.snapshot() == before
+
+
+def test_capability_with_a_custom_probe_that_runs(host):
+    verdict = run_capability(host, machine="armv8l", probe=["/bin/true"])
+    assert verdict["native_possible"] is True and verdict["method"] == "private_instance"
+    assert verdict["probe"]["probe"] == "custom"

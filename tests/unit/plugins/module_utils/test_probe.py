@@ -15,33 +15,45 @@ def interpret(rc=None, output="", machine="aarch64", page_size=4096, method="nam
 
 # -- choosing the probe ----------------------------------------------------------------------
 
-def test_select_probe_prefers_arch_test():
-    assert pr.select_probe(exists=lambda p: True) == ("arch-test", ["/usr/lib/arch-test/armhf"], "arch-test")
+CROSS = ["/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3", "--library-path", "/usr/arm-linux-gnueabihf/lib",
+         "/usr/arm-linux-gnueabihf/lib/libc.so.6"]
+MULTIARCH = ["/usr/lib/ld-linux-armhf.so.3", "--library-path", "/usr/lib/arm-linux-gnueabihf",
+             "/usr/lib/arm-linux-gnueabihf/libc.so.6"]
 
 
-def test_select_probe_finds_arch_test_in_libexec_on_debian_13():
-    debian13 = {"/usr/libexec/arch-test/armhf", "/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3"}
-    assert pr.select_probe(exists=debian13.__contains__) == (
-        "arch-test", ["/usr/libexec/arch-test/armhf"], "arch-test")
+def test_select_probe_is_the_loader_loading_the_cross_libc():
+    assert pr.select_probe(exists=lambda p: True) == ("libc", CROSS, "gcc-arm-linux-gnueabihf")
 
 
-def test_select_probe_falls_back_to_the_loader():
-    kind, argv, package = pr.select_probe(exists=lambda p: "arch-test" not in p)
-    assert kind == "loader" and package == "gcc-arm-linux-gnueabihf"
-    assert argv == ["/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3", "--help"]
+def test_select_probe_needs_the_libc_as_well_as_the_loader():
+    only_loader = {CROSS[0], CROSS[2], MULTIARCH[0], MULTIARCH[2], MULTIARCH[-1]}
+    assert pr.select_probe(exists=only_loader.__contains__) == ("libc", MULTIARCH, "libc6:armhf")
+
+
+def test_static_helpers_and_loader_help_are_no_longer_probes():
+    """They pass on 16K-page kernels, where every dynamic armhf program fails."""
+    installed = {"/usr/lib/arch-test/armhf", "/usr/libexec/arch-test/armhf", CROSS[0]}
+    kind, argv, reason = pr.select_probe(exists=installed.__contains__)
+    assert kind is None and argv is None and "gcc-arm-linux-gnueabihf" in reason
+    assert all("--help" not in argv and "arch-test" not in argv[0] for _k, argv, _p in pr.CANDIDATES)
 
 
 def test_select_probe_custom_wins_and_missing_names_packages():
     assert pr.select_probe(["/opt/probe", "-x"], exists=lambda p: True) == ("custom", ["/opt/probe", "-x"], None)
     kind, argv, reason = pr.select_probe(exists=lambda p: False)
     assert kind is None and argv is None
-    assert "arch-test" in reason and "gcc-arm-linux-gnueabihf" in reason
+    assert "libc.so.6" in reason and "gcc-arm-linux-gnueabihf" in reason
+
+
+def test_default_probe_names_the_first_candidate_when_nothing_is_installed(monkeypatch):
+    monkeypatch.setattr(pr.os.path, "exists", lambda p: False)
+    assert pr.default_probe() == CROSS
 
 
 def test_missing_probe_gives_native_none():
     for run in (pr.direct_probe, pr.namespace_probe):
         result = run(exists=lambda p: False)
-        assert result["native"] is None and "install arch-test" in result["reason"]
+        assert result["native"] is None and "install gcc-arm-linux-gnueabihf" in result["reason"]
 
 
 def test_namespace_command_is_an_argv_without_parameters_in_the_script():
@@ -114,7 +126,7 @@ def test_a_probe_that_itself_exits_125_is_a_failure_not_unavailability():
 ])
 def test_probe_not_found(kw):
     r = interpret(**kw)
-    assert r["native"] is None and "arch-test" in r["reason"]
+    assert r["native"] is None and "gcc-arm-linux-gnueabihf" in r["reason"]
 
 
 def test_permission_denied_spawning():
@@ -131,6 +143,19 @@ def test_plain_failure_and_other_signals():
     assert interpret(rc=1)["reason"] == "the probe exited with status 1"
     r = interpret(rc=-9)
     assert r["native"] is False and "signal 9" in r["reason"]
+
+
+PAGE_ALIGN_OUTPUT = ("/usr/arm-linux-gnueabihf/lib/libc.so.6: error while loading shared libraries: "
+                     "/usr/arm-linux-gnueabihf/lib/libc.so.6: ELF load command address/offset not page-aligned")
+
+
+@pytest.mark.parametrize("method", ["namespace", "direct"])
+def test_page_aligned_failure_is_recognised(method):
+    """Measured on Debian 13's arm64-16k kernel: the loader runs, the libc cannot be mapped."""
+    r = interpret(rc=127, output=PAGE_ALIGN_OUTPUT, page_size=16384, method=method)
+    assert r["native"] is False and r["available"] is True
+    assert r["reason"].startswith("ELF load command address/offset not page-aligned")
+    assert "16384" in r["reason"] and "4 KiB" in r["reason"] and "dynamically linked" in r["reason"]
 
 
 def test_output_is_trimmed():
@@ -216,3 +241,160 @@ def test_emulating_entries_without_binfmt_misc_or_program(tmp_path):
     path, _probe = _fake_binfmt_misc(tmp_path)
     assert pr.emulating_entries("/nonexistent/probe", path) == []
     assert pr.emulating_entries("true", path) == []  # found on PATH, an x86/arm64 ELF
+
+
+# -- the capability check (no process, no entry: every input injected) ---------------------------
+
+def uname(machine, release="6.12.57+deb13-arm64"):
+    return lambda: pr.os.uname_result(("Linux", "host", release, "#1 SMP", machine))
+
+
+class Personality(object):
+    """personality(2) as arm64 answers it: EINVAL for PER_LINUX32 without 32-bit EL0."""
+
+    def __init__(self, el0=True, persona=0x0040000, error=None):
+        self.el0, self.persona, self.error, self.calls = el0, persona, error, []
+
+    def __call__(self, persona):
+        self.calls.append(persona)
+        if self.error:
+            raise OSError(self.error, pr.os.strerror(self.error))
+        if persona == pr.PER_QUERY:
+            return self.persona
+        if persona & pr.PER_MASK == pr.PER_LINUX32 and not self.el0:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        old, self.persona = self.persona, persona
+        return old
+
+
+class Namespace(object):
+    """namespace_probe's stand-in: records that it was asked, answers ``result``."""
+
+    def __init__(self, result=None):
+        self.result, self.calls = result, []
+
+    def __call__(self, probe, **kwargs):
+        self.calls.append((probe, kwargs))
+        return self.result
+
+
+def private(native, reason=None, available=True):
+    return {"native": native, "reason": reason or ("the probe ran natively" if native else "Exec format error"),
+            "available": available, "method": "namespace", "command": NS, "rc": 0 if native else 126,
+            "output": "", "probe": "libc"}
+
+
+def capability(machine="aarch64", page_size=4096, el0=True, release="6.12.57+deb13-arm64", result=None, **kw):
+    ns = Namespace(private(True) if result is None else result)
+    pers = Personality(el0)
+    verdict = pr.capability(uname=uname(machine, release), page_size=page_size, personality=pers,
+                            namespace=ns, **kw)
+    return verdict, ns, pers
+
+
+def test_personality_check_restores_the_persona_at_once():
+    pers = Personality(el0=True, persona=0x0040000)  # ADDR_NO_RANDOMIZE
+    assert pr.aarch32_el0(pers)[0] is True
+    assert pers.calls == [pr.PER_QUERY, 0x0040000 | pr.PER_LINUX32, 0x0040000] and pers.persona == 0x0040000
+    pers = Personality(el0=False)
+    el0, detail = pr.aarch32_el0(pers)
+    assert el0 is False and "EINVAL" in detail and pers.persona == 0x0040000
+
+
+def test_personality_check_under_linux32_needs_no_restore():
+    pers = Personality(persona=pr.PER_LINUX32)
+    assert pr.aarch32_el0(pers)[0] is True and pers.persona == pr.PER_LINUX32
+
+
+def test_personality_that_cannot_be_asked_decides_nothing():
+    el0, detail = pr.aarch32_el0(Personality(error=errno.EPERM))
+    assert el0 is None and "could not be asked" in detail
+
+
+def test_personality_through_libc_answers_on_this_machine():
+    """The real system call: asks and restores (no entry, no process)."""
+    before = pr._libc_personality(pr.PER_QUERY)
+    assert pr.aarch32_el0()[0] in (True, False)
+    assert pr._libc_personality(pr.PER_QUERY) == before
+
+
+def test_x86_64_can_only_emulate_and_asks_nothing_else():
+    verdict, ns, pers = capability(machine="x86_64")
+    assert verdict["native_possible"] is False and verdict["method"] == "architecture"
+    assert verdict["reason"] == "this host is x86_64: it can only emulate armhf"
+    assert verdict["aarch32_el0"] is None and verdict["probe"] is None
+    assert ns.calls == [] and pers.calls == []
+
+
+def test_aarch64_without_32_bit_el0():
+    verdict, ns, _pers = capability(el0=False)
+    assert verdict["native_possible"] is False and verdict["method"] == "personality"
+    assert "no 32-bit EL0 (AArch32)" in verdict["reason"] and "EINVAL" in verdict["reason"]
+    assert verdict["aarch32_el0"] is False and ns.calls == []
+
+
+def test_aarch64_with_16k_pages_is_known_without_a_probe():
+    verdict, ns, _pers = capability(page_size=16384)
+    assert verdict["native_possible"] is False and verdict["method"] == "page_size"
+    assert verdict["reason"].startswith("page size 16384: the armhf libc's 4K-aligned segments cannot load")
+    assert verdict["aarch32_el0"] is True and verdict["page_size"] == 16384 and ns.calls == []
+
+
+def test_no_el0_is_reported_before_the_page_size():
+    verdict, _ns, _pers = capability(el0=False, page_size=65536)
+    assert verdict["method"] == "personality"
+
+
+def test_aarch64_4k_private_probe_succeeds():
+    verdict, ns, _pers = capability(probe=["/opt/p"], binfmt_misc="/mnt/b")
+    assert verdict["native_possible"] is True and verdict["method"] == "private_instance"
+    assert "ran natively in a private binfmt_misc instance" in verdict["reason"]
+    assert verdict["probe"]["native"] is True
+    (argv, kwargs), = ns.calls
+    assert argv == ["/opt/p"] and kwargs["binfmt_misc"] == "/mnt/b"
+
+
+def test_aarch64_4k_private_probe_fails():
+    verdict, _ns, _pers = capability(result=private(False, "Exec format error: no CONFIG_COMPAT"))
+    assert verdict["native_possible"] is False and verdict["method"] == "private_instance"
+    assert "no CONFIG_COMPAT" in verdict["reason"] and verdict["aarch32_el0"] is True
+
+
+@pytest.mark.parametrize("machine", ["armv7l", "armv8l"])
+def test_32_bit_arm_hosts_still_need_the_probe(machine):
+    verdict, ns, _pers = capability(machine=machine, result=private(True))
+    assert verdict["native_possible"] is True and verdict["arch"] == machine and len(ns.calls) == 1
+
+
+def test_old_kernel_cannot_have_a_private_instance():
+    verdict, ns, _pers = capability(release="6.1.0-28-arm64")
+    assert verdict["native_possible"] is None and verdict["method"] is None
+    assert "6.1.0-28-arm64 is older than 6.7" in verdict["reason"] and ns.calls == []
+
+
+def test_private_instance_unavailable_decides_nothing():
+    verdict, _ns, _pers = capability(result=private(None, "the namespace method is unavailable: ...",
+                                                    available=False))
+    assert verdict["native_possible"] is None and verdict["method"] is None
+    assert "only the real probe can decide" in verdict["reason"] and "unavailable" in verdict["reason"]
+
+
+def test_never_true_without_a_private_probe():
+    for kw in (dict(), dict(el0=None), dict(machine="armv8l")):
+        assert pr.decide(kw.get("machine", "aarch64"), 4096, kw.get("el0", True))["native_possible"] is None
+
+
+# -- binfmt_info's facts: the direct probe only where no private instance can be had -------------
+
+def test_native_armhf_facts_keep_a_decided_verdict(tmp_path):
+    facts = pr.native_armhf(str(tmp_path), host={"machine": "x86_64", "page_size": 4096},
+                            capability_check=lambda **kw: pr.decide("x86_64", kw["page_size"], None))
+    assert facts["native"] is False and facts["method"] == "architecture" and "native_possible" not in facts
+
+
+def test_native_armhf_facts_do_not_run_a_probe_an_entry_would_catch(tmp_path):
+    path, prog = _fake_binfmt_misc(tmp_path)
+    old = lambda **kw: pr.decide("aarch64", 4096, True, private_unavailable="kernel 6.1 is older than 6.7")
+    facts = pr.native_armhf(path, [prog], host={"machine": "aarch64", "page_size": 4096}, capability_check=old)
+    assert facts["native"] is None and facts["probe"]["caught_by"] == ["qemu-arm"]
+    assert "older than 6.7" in facts["reason"] and "native_armhf_window" in facts["reason"]
