@@ -148,6 +148,76 @@ def test_default_probe_loads_the_armhf_libc_through_qemu_and_fails_without_it(ho
     assert binfmt_misc.read_entry("qemu-arm", host.path)["enabled"] is True
 
 
+# -- would an entry emulate the direct probe? (entries are read from the real instance) ----------
+
+ARMHF_HEADER = bytes.fromhex("7f454c46010101000000000000000000" + "02002800" + "01000000") + b"\0" * 200
+
+
+@pytest.fixture
+def fake_armhf(tmp_path):
+    """An armhf ELF header that no kernel can run (nothing after it)."""
+    prog = tmp_path / "armhf"
+    prog.write_bytes(ARMHF_HEADER)
+    prog.chmod(0o755)
+    return str(prog)
+
+
+def test_emulating_entries_reads_the_instance(host, fake_armhf):
+    assert probe.emulating_entries(fake_armhf, host.path) == ["qemu-arm"]
+    assert probe.emulating_entries("/nonexistent/probe", host.path) == []
+    assert probe.emulating_entries("true", host.path) == []  # found on PATH, not a 32-bit ARM ELF
+    binfmt_misc.set_enabled("qemu-arm", False, host.path)
+    try:
+        assert probe.emulating_entries(fake_armhf, host.path) == []
+    finally:
+        binfmt_misc.set_enabled("qemu-arm", True, host.path)
+    with open(os.path.join(host.path, "status"), "w") as f:
+        f.write("0")
+    try:
+        assert probe.emulating_entries(fake_armhf, host.path) == []
+    finally:
+        with open(os.path.join(host.path, "status"), "w") as f:
+            f.write("1")
+    assert probe.emulating_entries(fake_armhf, host.path) == ["qemu-arm"]
+
+
+def test_direct_probe_is_not_run_when_an_entry_would_emulate_it(host, fake_armhf):
+    r = probe.direct_probe([fake_armhf], binfmt_misc=host.path)
+    assert r["native"] is None and r["caught_by"] == ["qemu-arm"] and r["rc"] is None
+    assert "qemu-arm" in r["reason"] and "namespace" in r["reason"]
+
+
+# -- binfmt_info's facts where no private instance can be had (kernels older than 6.7) -------------
+
+_RUN_FACTS = ("import json, sys\n"
+              "from ansible_collections.nativearm.binfmt.plugins.module_utils import probe\n"
+              "old = lambda **kw: probe.decide('aarch64', 4096, True, private_unavailable='kernel 6.1 is too old')\n"
+              "print(json.dumps(probe.native_armhf(probe=json.loads(sys.argv[1]), capability_check=old)))\n")
+
+
+def test_native_armhf_facts_never_probe_through_an_enabled_entry(host):
+    before = host.snapshot()
+    facts = _inside(host, [_RUN_FACTS, "null"])
+    assert facts["native"] is None and facts["method"] is None
+    assert facts["probe"]["caught_by"] == ["qemu-arm"] and facts["probe"]["rc"] is None
+    assert "too old" in facts["reason"] and "native_armhf_window" in facts["reason"]
+    assert host.snapshot() == before
+
+
+def test_native_armhf_facts_run_the_probe_directly_when_nothing_catches_it(host):
+    binfmt_misc.set_enabled("qemu-arm", False, host.path)
+    try:
+        before = host.snapshot()
+        facts = _inside(host, [_RUN_FACTS, "null"])
+        assert host.snapshot() == before
+    finally:
+        binfmt_misc.set_enabled("qemu-arm", True, host.path)
+    assert facts["method"] == "direct" and facts["probe"]["caught_by"] == []
+    assert facts["probe"]["command"] == DEFAULT
+    if EMULATION_ONLY:
+        assert facts["native"] is False and "Exec format error" in facts["reason"]
+
+
 # -- the capability check --------------------------------------------------------------------
 
 @pytest.mark.skipif(not EMULATION_ONLY, reason="the architecture check answers False only off ARM")
