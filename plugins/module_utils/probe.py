@@ -79,10 +79,10 @@ MOUNT_REFUSED_MARK = "nativearm-probe: cannot mount a private binfmt_misc"
 OUTPUT_LIMIT = 2000
 
 
-def default_probe():
+def default_probe(exists=os.path.exists):
     """The argv of the default probe: select_probe's choice, else its first candidate
     (whose absence the probe's failure then names)."""
-    return select_probe()[1] or list(CANDIDATES[0][1])
+    return select_probe(None, exists)[1] or list(CANDIDATES[0][1])
 
 
 def select_probe(custom=None, exists=os.path.exists):

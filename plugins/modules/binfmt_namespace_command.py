@@ -64,10 +64,12 @@ options:
     default: auto
   probe:
     description:
-      - Command that must succeed natively for O(mode=auto) to choose native. Defaults to
-        C(/usr/lib/arch-test/armhf) (arch-test; C(/usr/libexec/arch-test/armhf) on Debian 13 and
-        later) or, without it, the armhf dynamic loader
-        C(/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3 --help).
+      - Command that must succeed natively for O(mode=auto) to choose native. Defaults to the armhf
+        loader loading the armhf libc, C(/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3 --library-path
+        /usr/arm-linux-gnueabihf/lib /usr/arm-linux-gnueabihf/lib/libc.so.6) from gcc-arm-linux-gnueabihf,
+        the same probe every module of the collection uses. It proves that a dynamically linked armhf
+        program loads; static helpers such as arch-test's also run on 16K-page kernels, where dynamic
+        ones fail with "ELF load command address/offset not page-aligned".
     type: list
     elements: str
   interpreter:

@@ -46,6 +46,9 @@ def test_auto_mode_runs_armhf_and_leaves_the_host_entry_alone(instance, armhf_bi
         # the native probe fails for real, so qemu-arm was registered privately
         assert result["mode"] == "emulation" and result["native"] is False
         assert "native probe failed" in result["reason"]
+        # the collection's one default probe: the armhf loader loading the armhf libc
+        assert "ld-linux-armhf.so.3 --library-path" in result["reason"]
+        assert "libc.so.6: Exec format error" in result["reason"]
         assert [e["name"] for e in result["entries"]] == ["qemu-arm"]
         assert result["entries"][0]["enabled"] is True
     assert instance.snapshot() == before  # the "host" qemu-arm is still disabled, untouched

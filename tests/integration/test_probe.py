@@ -148,6 +148,20 @@ def test_default_probe_loads_the_armhf_libc_through_qemu_and_fails_without_it(ho
     assert binfmt_misc.read_entry("qemu-arm", host.path)["enabled"] is True
 
 
+# -- running and timing out ---------------------------------------------------------------------
+
+def test_direct_probe_runs_and_times_out():
+    facts = {"machine": "aarch64", "page_size": 4096, "release": "6.8.0"}
+    assert probe.direct_probe(["/bin/true"], facts=facts, binfmt_misc=None)["native"] is True
+    r = probe.direct_probe(["/bin/sleep", "5"], timeout=0.3, facts=facts, binfmt_misc=None)
+    assert r["native"] is None and "0.3 seconds" in r["reason"] and r["probe"] == "custom"
+
+
+def test_namespace_probe_without_unshare_is_unavailable():
+    r = probe.namespace_probe(["/bin/true"], unshare="/nonexistent/unshare")
+    assert r["native"] is None and r["available"] is False and "/nonexistent/unshare" in r["reason"]
+
+
 # -- would an entry emulate the direct probe? (entries are read from the real instance) ----------
 
 ARMHF_HEADER = bytes.fromhex("7f454c46010101000000000000000000" + "02002800" + "01000000") + b"\0" * 200
