@@ -65,6 +65,8 @@ PER_LINUX32 = 0x0008
 PER_MASK = 0x00ff
 PER_QUERY = 0xffffffff
 PAGE_ALIGN_MARK = "ELF load command address/offset not page-aligned"
+# Older glibc releases print the same refusal as "not properly aligned".
+PAGE_ALIGN_MARKS = (PAGE_ALIGN_MARK, "ELF load command address/offset not properly aligned")
 MIN_PRIVATE_KERNEL = (6, 7)  # binfmt_misc is per user namespace since Linux 6.7
 
 # Runs inside the new namespaces: mount a private binfmt_misc over the given
@@ -145,12 +147,12 @@ def interpret(method, command, rc=None, output="", exec_errno=None, timed_out=Fa
                             % ("; this kernel is %s" % release if release else "", text))
         return result
     enoexec = exec_errno == errno.ENOEXEC or (rc == 126 and "Exec format error" in text)
-    if rc and PAGE_ALIGN_MARK in text:
+    mark = [m for m in PAGE_ALIGN_MARKS if m in text] if rc else []
+    if mark:
         result["native"] = False
-        result["reason"] = ("%s: the kernel ran the armhf loader but could not map the armhf libc "
+        result["reason"] = ("%s: the kernel ran the armhf loader but it could not map the armhf libc "
                             "(the page size is %d; armhf userlands are linked for 4 KiB pages), so no "
-                            "dynamically linked armhf program can run natively here"
-                            % (PAGE_ALIGN_MARK, page_size))
+                            "dynamically linked armhf program can run natively here" % (mark[0], page_size))
         return result
     if exec_errno == errno.ENOENT or (rc == 127 and not enoexec and "not found" in text):
         result["reason"] = ("the probe was not found (%s); the standard probe (the armhf loader "

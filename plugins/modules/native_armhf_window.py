@@ -82,8 +82,11 @@ options:
   probe:
     description:
       - The command that must run natively (argv list, or a string split like a shell would, never run by
-        a shell). Default, the armhf dynamic loader from gcc-arm-linux-gnueabihf,
-        C(/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3 --help).
+        a shell). Default, the collection's one probe - the armhf loader loading the armhf libc from
+        gcc-arm-linux-gnueabihf, C(/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3 --library-path
+        /usr/arm-linux-gnueabihf/lib /usr/arm-linux-gnueabihf/lib/libc.so.6), which proves that a
+        dynamically linked armhf program loads (C(ld-linux-armhf.so.3 --help) and static helpers also
+        run on 16K-page kernels, where dynamic ones cannot).
     type: raw
 extends_documentation_fragment:
   - nativearm.binfmt.window
