@@ -63,8 +63,25 @@ options:
   owner_pid:
     description:
       - The lease closes itself when this process ends (pid and start time are checked, so pid reuse does
-        not keep it open). The pid as seen on the managed host.
+        not keep it open). The pid as seen on the managed host. Mutually exclusive with O(owner).
     type: int
+  owner:
+    description:
+      - V(connection) ties the lease to the process on the host that lives as long as Ansible's connection
+        to it, so a lease opened in one task and closed in a later one ends with the play even when no
+        C(always:) runs (the controller was killed, the connection dropped), without guessing a O(ttl).
+      - Over ssh that is the connection's sshd session process (C(sshd), or C(sshd-session) from OpenSSH 9.8);
+        with ControlPersist (in Ansible's default C(ssh_args)) it lives as long as the play, then
+        ControlPersist seconds more. With the local connection it is the C(ansible-playbook) (or C(ansible))
+        process itself.
+      - A connection that does not persist between tasks (ssh without ControlPersist) ends the lease with the
+        task that opened it. RV(owner) says which process was chosen; opening the same O(lease_id) again in
+        a later task in check mode shows whether it is still open and still the same owner (the
+        C(native_armhf_build) role checks this). Fails, naming the processes it saw, when neither kind is
+        found (for example under C(async), whose job runs detached).
+      - Keep a generous O(ttl) as a backstop.
+    type: str
+    choices: [connection]
   wait:
     description:
       - Seconds to wait for the other mode to drain (or for a foreign exclusive lock on the entry), then
@@ -150,6 +167,13 @@ EXAMPLES = r"""
     state: closed
     lease_id: "{{ window.lease_id }}"
 
+- name: Open a window that ends with this play's connection at the latest (a day's ttl as a backstop)
+  nativearm.binfmt.native_armhf_window:
+    state: open
+    owner: connection
+    ttl: 86400
+  register: window
+
 - name: Hold qemu-arm enabled while an emulation-only job runs
   nativearm.binfmt.native_armhf_window:
     state: open
@@ -213,6 +237,12 @@ probe:
   description: The probe result {native, method, command, rc, output, reason} when this call ran it.
   returned: when the probe ran
   type: dict
+owner:
+  description: With O(owner=connection), the process the lease is tied to {pid, start, kind (V(ssh) or
+    V(local)), cmdline}.
+  returned: when O(owner) is given
+  type: dict
+  sample: {"pid": 2311, "start": 183211, "kind": "ssh", "cmdline": "sshd-session: admin@notty"}
 entry_present:
   description: Whether the entry is registered after the call.
   returned: always
@@ -241,6 +271,7 @@ def build_module():
             lease_id=dict(type="str"),
             ttl=dict(type="int"),
             owner_pid=dict(type="int"),
+            owner=dict(type="str", choices=["connection"]),
             wait=dict(type="int", default=30),
             on_unsupported=dict(type="str", default="emulate", choices=["emulate", "fail"]),
             probe=dict(type="raw"),
@@ -248,6 +279,7 @@ def build_module():
             run_dir=dict(type="path", default=window.DEFAULT_RUN_DIR),
         ),
         required_if=[("state", "closed", ["lease_id"])],
+        mutually_exclusive=[("owner", "owner_pid")],
         supports_check_mode=True,
     )
 
@@ -275,17 +307,27 @@ def run(module):
     if p["state"] == "closed":
         return win.close(p["lease_id"], wait=p["wait"], check_mode=module.check_mode)
     argv = probe_argv(p["probe"])
+    owner, owner_pid = None, p["owner_pid"]
+    if p["owner"] == "connection":
+        from ansible_collections.nativearm.binfmt.plugins.module_utils._owner import OwnerError, find_connection_owner
+        try:
+            owner = find_connection_owner()
+        except OwnerError as exc:
+            raise window.WindowError(exc.message)
+        owner_pid = owner["pid"]
 
     def probe():
         from ansible_collections.nativearm.binfmt.plugins.module_utils.probe import direct_probe
         return direct_probe(argv, binfmt_misc=p["binfmt_misc"])
 
-    result = win.open(mode=p["mode"], lease_id=p["lease_id"], ttl=p["ttl"], owner_pid=p["owner_pid"],
+    result = win.open(mode=p["mode"], lease_id=p["lease_id"], ttl=p["ttl"], owner_pid=owner_pid,
                       wait=p["wait"], on_unsupported=p["on_unsupported"], probe=probe,
                       check_mode=module.check_mode, capability=lambda: window.host_capability(argv))
     # the descriptor only decides the tier when the lease is not native (and the entry is registered)
     descriptor = bool(not result.get("native") and result.get("entry_present") and has_descriptor(p["entry"]))
     result["tier"] = window.decide_tier(result.get("native"), result.get("entry_present"), descriptor)
+    if owner is not None:
+        result["owner"] = owner
     return result
 
 
