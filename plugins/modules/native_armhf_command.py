@@ -297,7 +297,8 @@ def open_lease(win, p):
 
     try:
         return win.open(mode=p["mode"], owner_pid=os.getpid(), wait=p["wait"],
-                        on_unsupported=p["on_unsupported"], probe=probe)
+                        on_unsupported=p["on_unsupported"], probe=probe,
+                        capability=lambda: window.host_capability(custom))
     except window.WindowError as exc:
         raise CommandError("the window could not be opened: %s" % exc.message, lock_holders=exc.holders)
 
