@@ -314,6 +314,11 @@ def aarch32_el0(personality=_libc_personality):
     return True, "personality(PER_LINUX32) succeeded"
 
 
+def aarch32_el0_fact(machine, personality=_libc_personality):
+    """:func:`aarch32_el0`'s answer on an ARM machine, None elsewhere (not asked)."""
+    return aarch32_el0(personality)[0] if machine in NATIVE_MACHINES else None
+
+
 def decide(arch, page_size, el0, el0_detail="", private=None, private_unavailable=None):
     """The capability verdict from what was found; pure.
 

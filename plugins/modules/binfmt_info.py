@@ -120,7 +120,8 @@ host:
   description:
     - Host architecture (C(machine)), kernel C(release), C(page_size), and C(aarch32_el0), whether
       the kernel can run 32-bit EL0 code at all - true or false from C(personality(PER_LINUX32)) on
-      ARM hosts, null where it was not asked (other architectures, or O(probe=false)).
+      ARM hosts (a check that touches no entry, made also with O(probe=false)), null on other
+      architectures.
   returned: always
   type: dict
   sample: {machine: aarch64, release: 6.12.57+deb13-arm64, page_size: 4096, aarch32_el0: true}
@@ -210,7 +211,7 @@ def main():
     entries = bm.read_all_entries(path) if mounted else {}
     host = probe.host_facts()
     native = native_armhf(path, p["probe_command"], host) if p["probe"] else None
-    host["aarch32_el0"] = native["aarch32_el0"] if native else None
+    host["aarch32_el0"] = native["aarch32_el0"] if native else probe.aarch32_el0_fact(host["machine"])
     window, restored = window_facts(p["window_entry"], path, p["run_dir"],
                                     repair=p["repair_stale_window"], check_mode=module.check_mode)
     if restored:

@@ -262,6 +262,13 @@ def test_personality_that_cannot_be_asked_decides_nothing():
     assert el0 is None and "could not be asked" in detail
 
 
+def test_aarch32_el0_fact_is_asked_on_arm_machines_only():
+    assert pr.aarch32_el0_fact("aarch64", Personality(el0=False)) is False
+    assert pr.aarch32_el0_fact("armv8l", Personality(el0=True)) is True
+    pers = Personality()
+    assert pr.aarch32_el0_fact("x86_64", pers) is None and pers.calls == []
+
+
 def test_personality_through_libc_answers_on_this_machine():
     """The real system call: asks and restores (no entry, no process)."""
     before = pr._libc_personality(pr.PER_QUERY)
