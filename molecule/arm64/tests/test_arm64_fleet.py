@@ -197,25 +197,29 @@ def test_build_playbook_runs_native_or_emulated_and_passes(inventory, hosts, nam
 # ------------------------------------------------------------------ both probe methods
 
 @COMPAT
-def test_namespace_probe_method_succeeds_and_fails_on_real_arm64(compat, module):
+def test_private_instance_probe_succeeds_and_fails_on_real_arm64(compat, module):
     ok = module("compat", "binfmt_info", {})
-    assert ok["native_armhf"]["method"] == "namespace", ok["native_armhf"]
-    assert ok["native_armhf"]["native"] is True, ok["native_armhf"]
+    na = ok["native_armhf"]
+    assert na["method"] == "private_instance" and na["native"] is True, na
+    assert na["aarch32_el0"] is True and ok["host"]["aarch32_el0"] is True and na["page_size"] == 4096, na
+    assert na["probe"]["command"][-1].endswith("/libc.so.6"), na  # the loader loading the armhf libc
     # arch-test's `arm` helper (ARMv5 code) dies with SIGILL on cortex-a57 even natively.
     bad = module("compat", "binfmt_info", {"probe_command": [arch_test_helper(compat, "arm")]})
-    assert bad["native_armhf"]["method"] == "namespace", bad["native_armhf"]
-    assert bad["native_armhf"]["native"] is False, bad["native_armhf"]
     na = bad["native_armhf"]  # really run and killed by SIGILL, not "not found"
-    assert na["rc"] in (132, -4) or "SIGILL" in (na.get("reason") or "") \
-        or "llegal" in (na.get("reason") or "") + (na.get("output") or ""), na
+    assert na["method"] == "private_instance" and na["native"] is False, na
+    assert na["probe"]["rc"] in (132, -4) or "SIGILL" in (na.get("reason") or "") \
+        or "llegal" in (na.get("reason") or "") + (na["probe"].get("output") or ""), na
 
 
 @NOAARCH32
-def test_namespace_probe_method_is_not_used_on_linux_6_1(module):
-    # Linux 6.1 has no per-namespace binfmt_misc: binfmt_info falls back to a direct run.
+def test_capability_check_says_no_aarch32_el0_on_a64fx(module):
+    # personality(PER_LINUX32) fails with EINVAL without 32-bit EL0: decided without any probe
+    # (Linux 6.1 has no per-namespace binfmt_misc anyway).
     old = module("noaarch32", "binfmt_info", {})
-    assert old["native_armhf"]["method"] != "namespace", old["native_armhf"]
-    assert old["native_armhf"]["native"] is not True, old["native_armhf"]
+    na = old["native_armhf"]
+    assert na["method"] == "personality" and na["native"] is False and na["probe"] is None, na
+    assert na["aarch32_el0"] is False and old["host"]["aarch32_el0"] is False, na
+    assert "no 32-bit EL0" in na["reason"], na
 
 
 @COMPAT
