@@ -38,6 +38,7 @@ class CallbackModule(CallbackBase):
         data = dict(result._result)
         data["_status"] = status
         data["_task"] = result._task.get_name()
+        data["_host"] = result._host.get_name()
         if self._task_started is not None:
             data["_seconds"] = time.monotonic() - self._task_started
         with open(path, "a") as f:
