@@ -4,7 +4,7 @@ VENV := .venv/bin
 PYTEST := $(VENV)/python -m pytest
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup demo test unit integration sanity sanity-matrix lint package changelog molecule-default molecule-arm64 bench bench-arm64
+.PHONY: setup demo test unit integration sanity sanity-matrix lint package changelog molecule-default molecule-arm64 bench bench-arm64 bench-fleet
 
 setup:
 	bash scripts/setup.sh
@@ -55,3 +55,8 @@ bench:
 # Native window vs qemu-arm inside the arm64 fleet (boots it, ~5 min with cached images).
 bench-arm64:
 	$(VENV)/python bench/arm64_native_vs_qemu.py
+
+# A fleet of 1, 10 and 50 simulated build hosts on this machine (one private binfmt_misc
+# instance each): ping floor vs remediate --check / remediate / again / build, forks 10 and 50.
+bench-fleet:
+	$(VENV)/python bench/fleet_bench.py

@@ -1,0 +1,98 @@
+"""Fleet benchmark: how the collection's cost grows with the number of hosts
+(prints figures; never asserts on time).
+
+A fleet of N simulated build hosts on this machine (tests/sandbox/fleet.py: each host
+its own user + mount namespace, binfmt_misc instance, /run and descriptor directories,
+reached through the test-only nsfleet connection) is provisioned, then every other
+host is given drift (qemu-arm disabled, re-registered with another interpreter, or a
+stale window from a SIGKILLed holder). For each N and forks value it times:
+
+  ping         ansible all -m ping: the floor (one module round trip per host)
+  check        remediate --check
+  remediate    remediate (fixes the drift)
+  again        remediate once more (changed=0 everywhere)
+  build        build: native_armhf_build_command runs a static armhf program on every
+               host at once (emulated under qemu-arm on x86_64)
+
+each as a ratio to the ping floor (goal: <= 1.5 at N = 50), with the controller's CPU
+time per host (getrusage(RUSAGE_CHILDREN) around the run: ansible, its workers and,
+as every host is on this machine, the modules they ran), and what the run did
+(hosts changed / failed; the drift is re-injected before each forks value).
+
+    python bench/fleet_bench.py [--sizes 1,10,50] [--forks 10,50] [--no-pipelining]
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+from sandbox.fleet import Fleet, compile_hello  # noqa: E402
+
+STEPS = ("ping", "check", "remediate", "again", "build")
+
+
+def counts(run):
+    recap = run.recap
+    changed = sum(1 for c in recap.values() if c.get("changed"))
+    failed = sum(1 for c in recap.values() if c.get("failed") or c.get("unreachable"))
+    if not recap:  # ad-hoc ansible prints no recap
+        failed = sum(1 for r in run.results if r.get("_status") in ("failed", "unreachable"))
+    return changed, failed
+
+
+def measure(fleet, forks, hello):
+    fleet.inject_drift(forks=forks)
+    build_vars = json.dumps({"native_armhf_build_command": [hello]})
+    runs = {"ping": fleet.ping(forks=forks)}
+    runs["check"] = fleet.playbook("remediate", "--check", forks=forks)
+    runs["remediate"] = fleet.playbook("remediate", forks=forks)
+    runs["again"] = fleet.playbook("remediate", forks=forks)
+    runs["build"] = fleet.playbook("build", "-e", build_vars, forks=forks)
+    return runs
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1,10,50")
+    parser.add_argument("--forks", default="10,50")
+    parser.add_argument("--no-pipelining", action="store_true")
+    args = parser.parse_args()
+    sizes = [int(n) for n in args.sizes.split(",")]
+    forks_values = [int(n) for n in args.forks.split(",")]
+    print("fleet benchmark: %d CPUs, load %s, pipelining %s"
+          % (os.cpu_count(), " ".join("%.1f" % x for x in os.getloadavg()), not args.no_pipelining))
+    header = "%4s %5s  %-10s %8s %7s %11s %8s %7s" % ("N", "forks", "step", "wall s", "x ping", "cpu s/host",
+                                                        "changed", "failed")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="fleet-bench-") as directory:
+        hello = compile_hello(directory)
+        for size in sizes:
+            with Fleet(size, os.path.join(directory, "n%d" % size), pipelining=not args.no_pipelining) as fleet:
+                fleet.start()
+                provision = fleet.provision(forks=max(forks_values))
+                print("N=%d: provisioned in %.1f s (forks %d)" % (size, provision.wall, max(forks_values)))
+                for forks in forks_values:
+                    runs = measure(fleet, forks, hello)
+                    floor = runs["ping"].wall
+                    for step in STEPS:
+                        run = runs[step]
+                        changed, failed = counts(run)
+                        row = "%4d %5d  %-10s %8.1f %7.2f %11.3f %8d %7d" % (
+                            size, forks, step, run.wall, run.wall / floor, run.cpu / size, changed, failed)
+                        rows.append(row)
+                        print(row, flush=True)
+                    ends = sum(1 for n in fleet.names if fleet.snapshot(n) == fleet.provisioned[n])
+                    print("N=%d forks=%d: %d/%d hosts in their provisioned state at the end"
+                          % (size, forks, ends, size), flush=True)
+    print()
+    print(header)
+    for row in rows:
+        print(row)
+
+
+if __name__ == "__main__":
+    main()
