@@ -121,6 +121,37 @@ def test_remediate_in_converge_left_an_empty_report(hosts, name):
     assert "qemu-arm" in report["entries_checked"], (name, report)
 
 
+# ------------------------------------------------------------------ capability check
+
+def watch_qemu_arm(host, name):
+    """Start a watcher on the guest that appends qemu-arm's first line every 10 ms to a file;
+    returns stop(), which ends it and returns the set of states it read."""
+    log = "%s/watch-%s" % (WORK, name)
+    host.run_expect([0], "mkdir -p %s; rm -f %s" % (WORK, log))
+    host.run_expect([0], "nohup sh -c 'echo $$ > %s.pid; while :; do head -n1 %s >> %s 2>/dev/null "
+                         "|| echo absent >> %s; sleep 0.01; done' >/dev/null 2>&1 &" % (log, QEMU_ARM, log, log))
+    assert wait_for(lambda: host.file(log).exists and host.file(log).size > 0, timeout=30)
+
+    def stop():
+        host.run("kill $(cat %s.pid)" % log)
+        return set(host.file(log).content_string.split())
+    return stop
+
+
+@NOAARCH32
+def test_noaarch32_native_open_never_disables_qemu_arm(noaarch32, module):
+    """Without AArch32 EL0 the check that writes nothing decides: other qemu-arm users never
+    see the entry disabled, not even for a probe."""
+    stop = watch_qemu_arm(noaarch32, "noaarch32")
+    try:
+        opened = module("noaarch32", "native_armhf_window", {"state": "open", "ttl": 300})
+        assert not opened.get("failed") and opened["native"] is False, opened
+        module("noaarch32", "native_armhf_window", {"state": "closed", "lease_id": opened["lease_id"]})
+    finally:
+        seen = stop()
+    assert seen == {"enabled"}, seen
+
+
 # ------------------------------------------------------------------ compat: native
 
 @COMPAT
