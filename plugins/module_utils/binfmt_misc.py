@@ -36,6 +36,7 @@ import ctypes
 import errno
 import os
 import re
+import unicodedata
 
 DEFAULT_PATH = "/proc/sys/fs/binfmt_misc"
 # statfs(2) f_type of a binfmt_misc filesystem (include/uapi/linux/magic.h: BINFMTFS_MAGIC).
@@ -46,6 +47,17 @@ CONTROL_FILES = ("register", "status")
 MAX_REGISTER_LENGTH = 1920
 BINPRM_BUF_SIZE = 256
 BINPRM_BUF_SIZE_OLD = 128
+
+# Entry names: an allowlist every consumer takes safely. The kernel refuses only '/', '.', '..'
+# and the control files; update-binfmts takes the name as an argv word after --import (a leading
+# '-' would be an option); systemd-binfmt and binfmt.d file names (NAME.conf) break on whitespace
+# and control characters; the window keeps lock and record files named after the entry under
+# /run. Letters, digits, '_', '.', '+' and '-', not starting with '.', '+' or '-', at most
+# MAX_NAME_BYTES bytes (a file name plus the longest prefix and suffix stays under NAME_MAX, 255).
+MAX_NAME_BYTES = 128
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+NAME_RULE = ("letters, digits, '_', '.', '+' and '-', starting with a letter, a digit or '_', "
+             "at most %d bytes (e.g. 'qemu-arm')" % MAX_NAME_BYTES)
 
 # The order in which the kernel prints flags; C (credentials) implies O (open binary).
 FLAG_ORDER = "POCF"
@@ -110,7 +122,10 @@ def escape_hex(data):
 
 def normalize_flags(flags, field="flags"):
     """Return flags in the kernel's normal form: letters in POCF order, C implying O."""
-    flags = (flags or "").strip()
+    if flags is None:
+        flags = ""
+    if not isinstance(flags, str):
+        raise BinfmtError(field, "must be a string of flag letters such as 'F' or 'PF', got %r" % (flags,))
     bad = sorted(set(c for c in flags if c.upper() not in FLAG_ORDER))
     if bad:
         raise BinfmtError(field, "unknown flag(s) %s; the kernel accepts only P, O, C and F" % ", ".join(repr(c) for c in bad))
@@ -187,18 +202,59 @@ def kernel_buf_size(release):
 # definitions: normalise, validate, render, compare
 # ---------------------------------------------------------------------------
 
-def validate_name(name):
-    if not name or not isinstance(name, str):
-        raise BinfmtError("name", "must be a non-empty string")
-    if name in (".", ".."):
-        raise BinfmtError("name", "%r is not allowed by the kernel; pick a name such as 'qemu-arm'" % name)
-    if "/" in name or "\n" in name or "\0" in name:
-        raise BinfmtError("name", "%r contains '/', a newline or NUL, which the kernel refuses" % name)
-    if len(name.encode("utf-8")) > 255:
-        raise BinfmtError("name", "is %d bytes; the kernel's limit for a file name is 255" % len(name.encode("utf-8")))
+def validate_name(name, field="name"):
+    """Return ``name`` if it is an entry name every consumer takes safely (see NAME_RULE);
+    raise BinfmtError naming ``field`` otherwise. Lengths are counted in bytes."""
+    if not isinstance(name, str) or not name:
+        raise BinfmtError(field, "must be a non-empty string of %s" % NAME_RULE)
+    size = len(name.encode("utf-8", "surrogateescape"))
+    if size > MAX_NAME_BYTES:
+        raise BinfmtError(field, "is %d bytes; the limit is %d (%s)" % (size, MAX_NAME_BYTES, NAME_RULE))
     if name in CONTROL_FILES:
-        raise BinfmtError("name", "%r is a binfmt_misc control file, not an entry name" % name)
+        raise BinfmtError(field, "%r is a binfmt_misc control file, not an entry name" % name)
+    if not _NAME.match(name):
+        bad = name[0] if name[0] in ".+-" else next(c for c in name if not re.match(r"[A-Za-z0-9_.+-]", c))
+        raise BinfmtError(field, "%r is not allowed (%r%s): use only %s" % (
+            name, bad, " at the start" if bad == name[0] and bad in ".+-" else "", NAME_RULE))
     return name
+
+
+def _unsafe_char(text):
+    """The first whitespace, control, format or undecodable character of ``text``, or None."""
+    for char in text:
+        if char.isspace() or unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"):
+            return char
+    return None
+
+
+def validate_interpreter(interpreter, field="interpreter"):
+    """An absolute path without whitespace or control characters (a \\r or \\v would end a
+    line in a descriptor file and inject a second one), at most PATH_MAX bytes."""
+    if not interpreter or not isinstance(interpreter, str):
+        raise BinfmtError(field, "is required to register an entry (an absolute path, e.g. /usr/bin/qemu-arm-static)")
+    if not interpreter.startswith("/"):
+        raise BinfmtError(field, "%r must be an absolute path" % interpreter)
+    bad = _unsafe_char(interpreter)
+    if bad is not None:
+        raise BinfmtError(field, "%r contains %r at position %d; whitespace and control characters cannot "
+                                 "be carried safely by the kernel's register line or a descriptor file: "
+                                 "use a path without them (a symlink to the interpreter works)"
+                          % (interpreter, bad, interpreter.index(bad)))
+    size = len(interpreter.encode("utf-8"))
+    if size >= 4096:
+        raise BinfmtError(field, "is %d bytes; the kernel's limit for a path is 4095" % size)
+    return interpreter
+
+
+def check_interpreter(interpreter, field="interpreter"):
+    """Raise BinfmtError unless ``interpreter`` is an executable regular file on this host."""
+    if not os.path.exists(interpreter):
+        raise BinfmtError(field, "%s does not exist on the host; install the package that provides it "
+                                 "or fix the path" % interpreter)
+    if not os.path.isfile(interpreter):
+        raise BinfmtError(field, "%s is not a regular file; point it at the interpreter program" % interpreter)
+    if not os.access(interpreter, os.X_OK):
+        raise BinfmtError(field, "%s is not executable; chmod +x it or point to the right file" % interpreter)
 
 
 def make_definition(name, interpreter, type="magic", magic=None, mask=None, offset=None,
@@ -212,12 +268,7 @@ def make_definition(name, interpreter, type="magic", magic=None, mask=None, offs
     validate_name(name)
     if type not in ("magic", "extension"):
         raise BinfmtError("type", "must be 'magic' or 'extension', got %r" % (type,))
-    if not interpreter:
-        raise BinfmtError("interpreter", "is required to register an entry")
-    if not interpreter.startswith("/"):
-        raise BinfmtError("interpreter", "%r must be an absolute path" % interpreter)
-    if "\n" in interpreter or "\0" in interpreter:
-        raise BinfmtError("interpreter", "must not contain a newline or NUL")
+    validate_interpreter(interpreter)
     definition = {"name": name, "interpreter": interpreter, "flags": normalize_flags(flags),
                   "type": type, "offset": None, "magic": None, "mask": None, "extension": None}
     if type == "extension":
@@ -226,10 +277,14 @@ def make_definition(name, interpreter, type="magic", magic=None, mask=None, offs
                 raise BinfmtError(field, "is only for type 'magic'; an extension entry matches the file name")
         if not extension:
             raise BinfmtError("extension", "is required for type 'extension' (e.g. 'jar')")
+        if not isinstance(extension, str):
+            raise BinfmtError("extension", "must be a string (a file suffix such as 'jar')")
         extension = extension[1:] if extension.startswith(".") else extension
-        if not extension or "/" in extension or "\n" in extension or "\0" in extension:
-            raise BinfmtError("extension", "%r must be a non-empty file suffix without '/'" % extension)
+        if not extension or "/" in extension or _unsafe_char(extension) is not None:
+            raise BinfmtError("extension", "%r must be a non-empty file suffix without '/', whitespace "
+                                           "or control characters" % extension)
         definition["extension"] = extension
+        render_register(definition)   # the whole line within the kernel's limit, in bytes
         return definition
     if extension:
         raise BinfmtError("extension", "is only for type 'extension'")
@@ -237,6 +292,8 @@ def make_definition(name, interpreter, type="magic", magic=None, mask=None, offs
     if not magic_bytes:
         raise BinfmtError("magic", "is required for type 'magic' (or give arch)")
     mask_bytes = parse_hex(mask, "mask")
+    if isinstance(offset, bool):
+        raise BinfmtError("offset", "must be a non-negative integer, got %r" % (offset,))
     try:
         offset = int(offset or 0)
     except (TypeError, ValueError):
@@ -251,6 +308,7 @@ def make_definition(name, interpreter, type="magic", magic=None, mask=None, offs
                           % (len(mask_bytes), len(magic_bytes)))
     definition.update(offset=offset, magic=magic_bytes.hex(),
                       mask=mask_bytes.hex() if mask_bytes is not None else None)
+    render_register(definition)   # the whole line within the kernel's limit, in bytes
     return definition
 
 
@@ -273,9 +331,11 @@ def render_register(definition):
         raise BinfmtError("interpreter", "name, extension and interpreter together use every usable "
                                          "delimiter (%s); rename one of them" % _DELIMITERS)
     line = delim + delim.join(fields)
-    if len(line) > MAX_REGISTER_LENGTH:
-        raise BinfmtError("interpreter", "the register string is %d bytes; the kernel's limit is %d"
-                          % (len(line), MAX_REGISTER_LENGTH))
+    size = len(line.encode("utf-8", "surrogateescape"))
+    if size > MAX_REGISTER_LENGTH:
+        raise BinfmtError("interpreter", "the register string is %d bytes; the kernel's limit is %d "
+                                         "(shorten the interpreter path, e.g. with a symlink)"
+                          % (size, MAX_REGISTER_LENGTH))
     return line
 
 
@@ -497,6 +557,78 @@ def set_enabled(name, enabled, path=DEFAULT_PATH):
 
 def unregister(name, path=DEFAULT_PATH):
     write_entry(name, "-1", path)
+
+
+class ApplyError(BinfmtError):
+    """A kernel step failed after validation; the previous registration was put back (or the
+    message says it could not be). ``errno`` is the kernel's, when it refused."""
+
+    def __init__(self, field, message, errno_=None, restored=None):
+        super(ApplyError, self).__init__(field, message)
+        self.errno = errno_
+        self.restored = restored
+
+
+def restore_entry(name, previous, path):
+    """Put ``previous`` (a parsed entry, or None) back exactly; return a sentence for the message."""
+    try:
+        current = read_entry(name, path)
+        if previous is None:
+            if current is not None:
+                unregister(name, path)
+            return True, "nothing was registered before and nothing is now"
+        if current is None or not same_definition(current, previous):
+            if current is not None:
+                unregister(name, path)
+            register(previous, path)
+            current = read_entry(name, path)
+        if current["enabled"] != previous["enabled"]:
+            set_enabled(name, previous["enabled"], path)
+        return True, "the previous registration was put back unchanged"
+    except Exception as exc:   # the caller must learn both failures
+        text = errno_text(exc) if isinstance(exc, OSError) else str(exc)
+        return False, "putting the previous registration back ALSO failed (%s): it was %s" % (
+            text, render_register(previous) if previous.get("interpreter") else previous)
+
+
+def apply_steps(name, steps, definition=None, previous=None, path=DEFAULT_PATH, check=True):
+    """Carry out ``steps`` (from plan_entry) for entry ``name`` with rollback.
+
+    Everything is validated before the first kernel write: the filesystem at ``path``,
+    the name, the definition rendered to its register line (in bytes), and (``check``)
+    that its interpreter is an executable file here. Any failure after that puts
+    ``previous`` (the parsed entry before, or None) back, definition and enabled state,
+    and raises ApplyError naming the field, the kernel's errno and what was restored.
+    """
+    if "register" in steps:
+        validate_name(name)
+        if definition is None or definition.get("name") != name:
+            raise BinfmtError("name", "a registration of %s needs its definition" % name)
+        render_register(definition)
+        if check:
+            check_interpreter(definition["interpreter"])
+    else:
+        _check_component(name)   # an existing entry may predate the allowlist
+    check_filesystem(path)
+    step = None
+    try:
+        for step in steps:
+            if step == "unregister":
+                unregister(name, path)
+            elif step == "register":
+                register(definition, path)
+            elif step in ("enable", "disable"):
+                set_enabled(name, step == "enable", path)
+            else:
+                raise BinfmtError("steps", "unknown step %r" % (step,))
+    except Exception as exc:
+        restored, sentence = restore_entry(name, previous, path)
+        field = "interpreter" if step == "register" else "name"
+        if isinstance(exc, OSError):
+            what = "the kernel refused to %s %s: %s" % (step, name, errno_text(exc))
+        else:
+            what = "%s %s failed: %s" % (step, name, exc)
+        raise ApplyError(field, "%s; %s" % (what, sentence), getattr(exc, "errno", None), restored)
 
 
 def errno_text(exc):

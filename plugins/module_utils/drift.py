@@ -92,7 +92,11 @@ def _definition(index, spec, packaged):
                 "interpreter" % (name, ", ".join(sorted(PRESETS))))
         raise DriftSpecError(index, "interpreter", "%r has no packaged descriptor on this host; "
                              "give interpreter (e.g. /usr/bin/qemu-%s-static)" % (name, arch))
-    if spec.get("flags") and "C" in spec["flags"].upper() and not spec.get("allow_credentials"):
+    try:
+        flags = binfmt_misc.normalize_flags(spec.get("flags"))
+    except binfmt_misc.BinfmtError as exc:
+        raise DriftSpecError(index, exc.field, exc.message)
+    if "C" in flags and not spec.get("allow_credentials"):
         raise DriftSpecError(index, "flags", "C runs the interpreter with the binary's credentials "
                              "(privilege escalation risk); set allow_credentials: true to accept it")
     arch = spec.get("arch") or (None if explicit else preset_arch_of(name))
@@ -168,20 +172,9 @@ def _describe(kind, name, have, want):
 
 
 def apply_item(item, definition, path):
-    """Carry out an item's steps on the binfmt_misc at ``path``. A re-registration
-    the kernel refuses puts the previous entry back and raises OSError."""
-    previous = item["actual"]
-    for step in item["steps"]:
-        if step == "unregister":
-            binfmt_misc.unregister(item["name"], path)
-        elif step == "register":
-            try:
-                binfmt_misc.register(definition, path)
-            except OSError:
-                if previous is not None and binfmt_misc.read_entry(item["name"], path) is None:
-                    binfmt_misc.register(previous, path)
-                    if not previous["enabled"]:
-                        binfmt_misc.set_enabled(item["name"], False, path)
-                raise
-        elif step in ("enable", "disable"):
-            binfmt_misc.set_enabled(item["name"], step == "enable", path)
+    """Carry out an item's steps on the binfmt_misc at ``path`` through the kernel interface's
+    one apply-with-rollback routine: a registration whose interpreter is not an executable file
+    here (a packaged descriptor of an uninstalled package, say) is refused before anything is
+    written, and one the kernel refuses puts the previous entry back and raises
+    binfmt_misc.ApplyError."""
+    binfmt_misc.apply_steps(item["name"], item["steps"], definition, item["actual"], path)

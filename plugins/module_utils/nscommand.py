@@ -84,10 +84,27 @@ def _setup_in_child(spec):
     return report
 
 
+def check_registration(interpreter=None, flags="F", allow_credentials=False):
+    """Validate the private qemu-arm registration before anything runs; raise BinfmtError naming
+    the option. C runs the interpreter with setuid binaries' credentials, which the namespace's
+    identity map makes the host's real ones: it needs allow_credentials, as everywhere."""
+    flags = binfmt_misc.normalize_flags(flags)
+    if "C" in flags and not allow_credentials:
+        raise binfmt_misc.BinfmtError("flags", "'C' runs the interpreter with the credentials of setuid "
+                                               "binaries (real root here: the namespace maps ids 1:1), a "
+                                               "privilege escalation risk; remove it or set allow_credentials: true")
+    if interpreter is not None:
+        magic, mask, offset = preset("arm")
+        binfmt_misc.make_definition("qemu-arm", interpreter, magic=magic, mask=mask, offset=offset, flags=flags)
+    return flags
+
+
 def run(argv, binfmt_misc_path=binfmt_misc.DEFAULT_PATH, mode="auto", chdir=None, environ=None,
-        probe=None, interpreter=None, flags="F", stdin=None):
+        probe=None, interpreter=None, flags="F", stdin=None, allow_credentials=False):
     """Run argv in a fresh sandbox; return a dict with rc, stdout, stderr, mode, native,
-    reason, entries, start, end, delta and, when the command could not be started, error."""
+    reason, entries, start, end, delta and, when the command could not be started, error.
+    Raises BinfmtError (before forking) for flags or an interpreter that cannot be registered."""
+    flags = check_registration(interpreter, flags, allow_credentials)
     spec = {"binfmt_misc": binfmt_misc_path, "mode": mode, "probe": probe or default_probe(),
             "interpreter": interpreter, "flags": flags}
     env = dict(environ if environ is not None else os.environ)

@@ -168,8 +168,7 @@ def write_report(module, path, report):
     module.atomic_move(tmp, path)
 
 
-def main():
-    module = build_module()
+def run(module):
     p = module.params
     path = p["binfmt_misc"]
     try:
@@ -197,7 +196,7 @@ def main():
                 else:
                     drift.apply_item(item, item["expected"], path)
                 item["fixed"] = bool(item["steps"])
-            except (OSError, RuntimeError) as exc:
+            except (OSError, RuntimeError, ValueError) as exc:
                 item["error"] = binfmt_misc.errno_text(exc) if isinstance(exc, OSError) else str(exc)
     remaining = [i for i in items if not i["fixed"]]
     changed = any(i["fixed"] for i in items)
@@ -223,6 +222,14 @@ def main():
         module.fail_json(msg="remediation failed for %s" % ", ".join(
             "%s (%s: %s)" % (i["name"], i["kind"], i["error"]) for i in errors), **result)
     module.exit_json(**result)
+
+
+def main():
+    module = build_module()
+    try:
+        run(module)
+    except Exception as exc:   # never a traceback: the exception's text is the message
+        module.fail_json(msg="binfmt_drift: %s" % (str(exc) or repr(exc)))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,14 @@ author:
 options:
   name:
     description:
-      - Entry name, for example C(qemu-arm). Not C(.), C(..), C(register) or C(status), no C(/).
+      - Entry name, for example C(qemu-arm).
+      - "Allowed: letters, digits, C(_), C(.), C(+) and C(-), starting with a letter, a digit or C(_),
+        at most 128 bytes; not C(register) or C(status). Why this allowlist: the kernel refuses only
+        C(/), C(.) and C(..), but the name also becomes an argument of C(update-binfmts --import)
+        (a leading C(-) would be read as an option), a file name in O(binfmts_dir) and O(binfmt_d_dir)
+        (C(NAME.conf)), a field of the register line that C(systemd-binfmt) reads line by line
+        (whitespace and control characters such as C(\\r) end or split a line), and part of the
+        lock and record file names of native armhf windows. Every name that passes is safe in all of them."
     type: str
     required: true
   state:
@@ -75,13 +82,21 @@ options:
     type: str
   interpreter:
     description:
-      - Absolute path of the interpreter. Required to register; must exist and be executable on the
-        host (the kernel itself only checks it with the C(F) flag).
+      - Absolute path of the interpreter. Required to register; must be an executable regular file on
+        the host (the kernel itself only checks it with the C(F) flag).
+      - No whitespace or control characters (a C(\\r) or C(\\v) would end the line in a descriptor
+        file and let a second, attacker-chosen line in). Lengths are counted in bytes; the whole
+        register line must fit the kernel's 1920 bytes. Use a symlink for an awkward path.
     type: path
   flags:
     description:
       - "Kernel flag letters, any of C(P) (preserve argv0), C(O) (open binary), C(C) (credentials,
         implies C(O)), C(F) (fix binary: the kernel opens the interpreter at registration)."
+      - C(O) makes the kernel open the binary and pass the interpreter an open file descriptor instead
+        of a path, so it can run binaries the caller may execute but not read (mode 0711). The
+        interpreter then handles files it could otherwise not read; only give it to an interpreter
+        meant for that. C(C) additionally runs the interpreter with the binary's setuid/setgid
+        credentials and needs O(allow_credentials).
       - Compared in the kernel's normal form, so V(CF) and V(OCF) are the same definition.
     type: str
     default: ''
@@ -104,6 +119,13 @@ options:
   force:
     description:
       - Replace or remove a descriptor owned by a package (by dpkg, or by its C(package) line).
+      - With O(persist=systemd), shadow a package's C(NAME.conf) in O(binfmt_d_vendor_dirs)
+        (C(/usr/lib/binfmt.d) and friends) by writing C(/etc/binfmt.d/NAME.conf); without it that is refused.
+      - Replace a masked descriptor (a symlink to C(/dev/null), see binfmt.d(5)) with this module's file.
+        Without it a mask is reported (RV(masked), a warning) and left alone. Replacing a mask is
+        always explicit; O(state=absent) never removes a mask, even with O(force).
+      - Replace a descriptor that is a symlink elsewhere by a file (the link is replaced, its target is
+        never written).
     type: bool
     default: false
   mount:
@@ -129,8 +151,18 @@ options:
   binfmt_d_dir:
     description:
       - Directory for systemd binfmt.d files written by this module.
+      - Descriptor directories must be real directories (not symlinks) writable only by their owner.
+        Files are written root:root 0644 through a temporary file in the same directory, fsync'ed and
+        renamed; a descriptor is never written through a symlink.
     type: path
     default: /etc/binfmt.d
+  binfmt_d_vendor_dirs:
+    description:
+      - binfmt.d directories of lower precedence than O(binfmt_d_dir), where packages put theirs. A
+        C(NAME.conf) there is shadowed by O(binfmt_d_dir)'s only with O(force).
+    type: list
+    elements: path
+    default: [/run/binfmt.d, /usr/local/lib/binfmt.d, /usr/lib/binfmt.d]
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -210,6 +242,15 @@ descriptor:
   returned: when persist is not none
   type: str
   sample: /etc/binfmt.d/qemu-arm.conf
+masked:
+  description: The descriptor is masked (a symlink to /dev/null) and was left alone.
+  returned: when persist is not none
+  type: bool
+  sample: false
+kernel_errno:
+  description: The kernel's errno when it refused a step (the previous registration was put back).
+  returned: on a kernel refusal
+  type: int
 """
 
 import os
@@ -217,6 +258,13 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
 from ansible_collections.nativearm.binfmt.plugins.module_utils.presets import ARCHES, preset
+
+# One constant per default path (persist.py holds the same values; it is imported only when
+# persist is set, see BinfmtEntry.run).
+BINFMTS_DIR = "/usr/share/binfmts"
+BINFMTS_ADMIN_DIR = "/var/lib/binfmts"
+BINFMT_D_DIR = "/etc/binfmt.d"
+BINFMT_D_VENDOR_DIRS = ["/run/binfmt.d", "/usr/local/lib/binfmt.d", "/usr/lib/binfmt.d"]
 
 
 def build_module():
@@ -238,9 +286,10 @@ def build_module():
             force=dict(type="bool", default=False),
             mount=dict(type="bool", default=True),
             binfmt_misc=dict(type="path", default=bm.DEFAULT_PATH),
-            binfmts_dir=dict(type="path", default="/usr/share/binfmts"),
-            binfmts_admin_dir=dict(type="path", default="/var/lib/binfmts"),
-            binfmt_d_dir=dict(type="path", default="/etc/binfmt.d"),
+            binfmts_dir=dict(type="path", default=BINFMTS_DIR),
+            binfmts_admin_dir=dict(type="path", default=BINFMTS_ADMIN_DIR),
+            binfmt_d_dir=dict(type="path", default=BINFMT_D_DIR),
+            binfmt_d_vendor_dirs=dict(type="list", elements="path", default=BINFMT_D_VENDOR_DIRS),
         ),
         mutually_exclusive=[("arch", "magic"), ("arch", "mask"), ("arch", "offset"), ("arch", "extension")],
         supports_check_mode=True,
@@ -262,8 +311,27 @@ def entry_text(entry):
     return "\n".join(lines) + "\n"
 
 
+def definition_from_params(p, buf_size=bm.BINPRM_BUF_SIZE):
+    """The normalised definition the task asks for (None for state absent); raises BinfmtError
+    naming the option. Pure: the interpreter's existence is checked by the caller."""
+    bm.validate_name(p["name"])
+    if p["state"] == "absent":
+        return None
+    magic, mask, offset = p["magic"], p["mask"], p["offset"]
+    if p["arch"]:
+        magic, mask, offset = preset(p["arch"])
+    definition = bm.make_definition(
+        p["name"], p["interpreter"], type=p["type"], magic=magic, mask=mask, offset=offset,
+        extension=p["extension"], flags=p["flags"], buf_size=buf_size)
+    if "C" in definition["flags"] and not p["allow_credentials"]:
+        raise bm.BinfmtError("flags", "'C' runs the interpreter with the credentials of setuid binaries, a "
+                                      "privilege escalation risk; remove it or set allow_credentials: true")
+    return definition
+
+
 class BinfmtEntry(object):
-    """Holds one task's state: validate, plan, apply, and build the result."""
+    """Holds one task's state: validate, plan, apply, and build the result. Raises on failure;
+    ``self.result`` then holds what is known (previous, actions) for the failure result."""
 
     def __init__(self, module):
         self.module = module
@@ -273,102 +341,49 @@ class BinfmtEntry(object):
         self.definition = None
         self.result = dict(changed=False, actions=[], previous=None, entry=None)
 
-    def fail(self, msg, **extra):
-        self.module.fail_json(msg=msg, **dict(self.result, **extra))
-
     # -- validation: everything is checked before anything changes --------------------------
     def validate(self):
-        p = self.params
-        try:
-            bm.validate_name(self.name)
-        except bm.BinfmtError as exc:
-            self.fail(str(exc))
-        if p["state"] == "absent":
-            return
-        magic, mask, offset = p["magic"], p["mask"], p["offset"]
-        if p["arch"]:
-            magic, mask, offset = preset(p["arch"])
-        try:
-            self.definition = bm.make_definition(
-                self.name, p["interpreter"], type=p["type"], magic=magic, mask=mask, offset=offset,
-                extension=p["extension"], flags=p["flags"], buf_size=bm.kernel_buf_size(os.uname()[2]))
-        except bm.BinfmtError as exc:
-            self.fail(str(exc))
-        interpreter = self.definition["interpreter"]
-        if not os.path.isfile(interpreter):
-            self.fail("interpreter: %s does not exist on the host; install the package that provides it "
-                      "or fix the path" % interpreter)
-        if not os.access(interpreter, os.X_OK):
-            self.fail("interpreter: %s is not executable; chmod +x it or point to the right file" % interpreter)
-        if "C" in self.definition["flags"] and not p["allow_credentials"]:
-            self.fail("flags: 'C' runs the interpreter with the credentials of setuid binaries, a privilege "
-                      "escalation risk; remove it or set allow_credentials: true")
+        self.definition = definition_from_params(self.params, bm.kernel_buf_size(os.uname()[2]))
+        if self.definition is not None:
+            bm.check_interpreter(self.definition["interpreter"])
 
     # -- the mount -------------------------------------------------------------------------
     def ensure_mounted(self):
         if bm.is_mounted(self.path):
             return
         if not self.params["mount"]:
-            self.fail("binfmt_misc: not mounted at %s; mount it or set mount: true" % self.path)
+            raise bm.BinfmtError("binfmt_misc", "not mounted at %s; mount it or set mount: true" % self.path)
         if self.module.check_mode:
             self.result["mounted"] = True
             return
         rc, out, err = self.module.run_command(["mount", "-t", "binfmt_misc", "binfmt_misc", self.path])
         if rc != 0:
-            self.fail("binfmt_misc: mounting at %s failed: %s" % (self.path, (err or out).strip()))
+            raise bm.BinfmtError("binfmt_misc", "mounting at %s failed: %s" % (self.path, (err or out).strip()))
+        bm.check_filesystem(self.path)
         self.result["mounted"] = True
         self.result["changed"] = True
 
-    # -- kernel steps with rollback --------------------------------------------------------
-    def apply_kernel(self, steps, previous):
-        target_enabled = self.params["enabled"]
-        try:
-            for step in steps:
-                if step == "unregister":
-                    bm.unregister(self.name, self.path)
-                elif step == "register":
-                    bm.register(self.definition, self.path)
-                elif step in ("enable", "disable"):
-                    bm.set_enabled(self.name, step == "enable", self.path)
-        except (IOError, OSError) as exc:
-            restore = self.restore_previous(previous)
-            self.fail("%s: the kernel refused to %s %s: %s%s" % (
-                "interpreter" if step == "register" else "name", step, self.name, bm.errno_text(exc), restore),
-                kernel_errno=exc.errno)
-        return target_enabled
-
-    def restore_previous(self, previous):
-        """Put the prior registration back exactly; return a sentence for the failure message."""
-        try:
-            current = bm.read_entry(self.name, self.path)
-            if previous is None:
-                if current is not None:
-                    bm.unregister(self.name, self.path)
-                return "; nothing was registered before and nothing is now"
-            if current is None or not bm.same_definition(current, previous):
-                if current is not None:
-                    bm.unregister(self.name, self.path)
-                bm.register(previous, self.path)
-            if not previous["enabled"]:
-                bm.set_enabled(self.name, False, self.path)
-            return "; the previous registration was put back unchanged"
-        except (IOError, OSError) as exc:
-            return "; putting the previous registration back ALSO failed (%s): it was %r" % (
-                bm.errno_text(exc), previous)
+    def persistence(self):
+        if self.params["persist"] == "none":
+            return None
+        # Imported only when needed: AnsiballZ payloads carry no .pyc, so every module_utils
+        # file imported is compiled again on every run.
+        from ansible_collections.nativearm.binfmt.plugins.module_utils.persist import Persistence
+        persistence = Persistence(self.definition, self.params, self.module.run_command, self.module.get_bin_path)
+        persistence.plan()  # raises (before any change) on a package-owned file or an inexpressible format
+        for warning in persistence.warnings:
+            self.module.warn(warning)
+        self.result.update(descriptor=persistence.path, masked=persistence.masked)
+        return persistence
 
     def run(self):
         self.validate()
         p = self.params
-        persistence = None
-        if p["persist"] != "none":
-            # Imported only when needed: AnsiballZ payloads carry no .pyc, so every module_utils
-            # file imported is compiled again on every run.
-            from ansible_collections.nativearm.binfmt.plugins.module_utils.persist import Persistence
-            persistence = Persistence(self.module, self.definition, p)
-            persistence.plan()  # fails (before any change) on a package-owned file or an inexpressible format
+        persistence = self.persistence()
         if p["state"] == "present":
             self.ensure_mounted()
-        previous = bm.read_entry(self.name, self.path) if bm.is_mounted(self.path) else None
+        mounted = bm.is_mounted(self.path)
+        previous = bm.read_entry(self.name, self.path) if mounted else None
         self.result["previous"] = previous
         steps = bm.plan_entry(previous, self.definition, p["state"], p["enabled"])
         expected = None if p["state"] == "absent" else bm.expected_entry(self.definition, p["enabled"])
@@ -380,25 +395,31 @@ class BinfmtEntry(object):
                                         after_header="%s/%s" % (self.path, self.name),
                                         before=entry_text(previous), after=entry_text(expected))]
             self.result["diff"] += persistence.diff() if persistence else []
-        if persistence:
-            self.result["descriptor"] = persistence.path
         if self.module.check_mode:
             self.result["entry"] = expected if self.result["changed"] else previous
             return self.result
         if steps:
-            self.apply_kernel(steps, previous)
+            bm.apply_steps(self.name, steps, self.definition, previous, self.path)
         if persistence:
-            persistence.apply(on_error=lambda msg: self.fail(msg + self.restore_previous(previous)))
-        self.result["entry"] = bm.read_entry(self.name, self.path) if bm.is_mounted(self.path) else None
+            try:
+                persistence.apply()
+            except Exception as exc:
+                restored, sentence = bm.restore_entry(self.name, previous, self.path) if mounted else (True, "")
+                raise bm.BinfmtError("persist", "%s; %s" % (exc, sentence or "the kernel entry was not changed"))
+        self.result["entry"] = bm.read_entry(self.name, self.path) if mounted or steps else None
         return self.result
 
 
 def main():
     module = build_module()
+    task = BinfmtEntry(module)
     try:
-        result = BinfmtEntry(module).run()
-    except Exception as exc:   # never a traceback: the message names the field when it can
-        module.fail_json(msg=str(exc) or repr(exc))
+        result = task.run()
+    except Exception as exc:   # never a traceback: the message names the option when it can
+        extra = dict(task.result)
+        if isinstance(exc, bm.ApplyError):
+            extra["kernel_errno"] = exc.errno
+        module.fail_json(msg=str(exc) or repr(exc), **extra)
     module.exit_json(**result)
 
 

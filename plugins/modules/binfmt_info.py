@@ -191,8 +191,8 @@ def native_armhf(path, command, host):
     return probe.native_armhf(path, command, host)
 
 
-def main():
-    module = AnsibleModule(
+def build_module():
+    return AnsibleModule(
         argument_spec=dict(
             binfmt_misc=dict(type="path", default=bm.DEFAULT_PATH),
             binfmts_dir=dict(type="path", default=descriptors.BINFMTS_DIR),
@@ -205,9 +205,12 @@ def main():
         ),
         supports_check_mode=True,
     )
+
+
+def run(module):
     p = module.params
     path = p["binfmt_misc"]
-    mounted = os.path.exists(os.path.join(path, "register"))
+    mounted = bm.is_mounted(path)
     entries = bm.read_all_entries(path) if mounted else {}
     host = probe.host_facts()
     native = native_armhf(path, p["probe_command"], host) if p["probe"] else None
@@ -227,6 +230,14 @@ def main():
         native_armhf=native,
         window=window,
     )
+
+
+def main():
+    module = build_module()
+    try:
+        run(module)
+    except Exception as exc:   # never a traceback: the exception's text is the message
+        module.fail_json(msg="binfmt_info: %s" % (str(exc) or repr(exc)))
 
 
 if __name__ == "__main__":

@@ -81,8 +81,16 @@ options:
     description:
       - Kernel flags of the private qemu-arm registration (C(F) opens the interpreter at
         registration, so it works from any mount namespace).
+      - C(O) hands the interpreter an open file descriptor of the binary (binaries that may be run but
+        not read). C(C) also runs it with a setuid binary's credentials; the namespace's identity map
+        makes those the host's real ones, so C(C) is refused unless O(allow_credentials=true).
     type: str
     default: F
+  allow_credentials:
+    description:
+      - Accept the C(C) flag in O(flags) (privilege escalation risk, as for M(nativearm.binfmt.binfmt_entry)).
+    type: bool
+    default: false
   stdin:
     description:
       - Text fed to the command's standard input (small inputs).
@@ -186,6 +194,7 @@ def build_module():
             probe=dict(type="list", elements="str"),
             interpreter=dict(type="path"),
             flags=dict(type="str", default="F"),
+            allow_credentials=dict(type="bool", default=False),
             stdin=dict(type="str"),
             binfmt_misc=dict(type="path", default="/proc/sys/fs/binfmt_misc"),
         ),
@@ -203,14 +212,14 @@ def command_argv(params):
     return list(params["argv"])
 
 
-def main():
-    module = build_module()
+def run(module):
     p = module.params
     argv = command_argv(p)
     if not argv or not argv[0]:
         module.fail_json(msg="argv/cmd: the command is empty; give the program to run")
     if p["chdir"] and (not os.path.isabs(p["chdir"]) or not os.path.isdir(p["chdir"])):
         module.fail_json(msg="chdir: %r is not an existing absolute directory" % p["chdir"])
+    nscommand.check_registration(p["interpreter"], p["flags"], p["allow_credentials"])
     why = unsupported_reason()
     if why:
         module.fail_json(msg="isolation namespace refused: %s" % why, cmd=argv)
@@ -221,7 +230,7 @@ def main():
     environ.update(dict((k, str(v)) for k, v in p["environment"].items()))
     result = nscommand.run(argv, p["binfmt_misc"], mode=p["mode"], chdir=p["chdir"],
                            environ=environ, probe=p["probe"], interpreter=p["interpreter"],
-                           flags=p["flags"], stdin=p["stdin"])
+                           flags=p["flags"], stdin=p["stdin"], allow_credentials=p["allow_credentials"])
     result["cmd"] = argv
     result["changed"] = True
     error = result.pop("error")
@@ -230,6 +239,14 @@ def main():
     if result["rc"] != 0:
         module.fail_json(msg="non-zero return code %d" % result["rc"], **result)
     module.exit_json(**result)
+
+
+def main():
+    module = build_module()
+    try:
+        run(module)
+    except Exception as exc:   # never a traceback: the message names the option when it can
+        module.fail_json(msg=str(exc) or repr(exc))
 
 
 if __name__ == "__main__":

@@ -256,3 +256,105 @@ def test_open_entry_takes_one_file_name_only(name):
     with pytest.raises(bm.BinfmtError) as err:
         bm.open_entry(name, path="/nonexistent")
     assert err.value.field == "name"
+
+
+# -- one validated definition: names from an allowlist, safe interpreters, bytes -------------
+
+def arm_at(interpreter, name="qemu-arm"):
+    magic, mask, offset = preset("arm")
+    return bm.make_definition(name, interpreter, magic=magic, mask=mask, offset=offset, flags="F")
+
+
+@pytest.mark.parametrize("name", ["qemu-arm", "qemu-aarch64_be", "python3.11", "llvm-14-runtime.binfmt",
+                                  "CLR", "_x", "a+b", "x" * bm.MAX_NAME_BYTES])
+def test_allowed_names(name):
+    assert bm.validate_name(name) == name
+
+
+@pytest.mark.parametrize("name,words", [
+    ("-qemu", "'-' at the start"), (".hidden", "'.' at the start"), ("+x", "at the start"),
+    ("qemu arm", "' '"), ("qemu\varm", "'\\x0b'"), ("qemu\rarm", "'\\r'"), ("a/b", "'/'"),
+    ("qému", "'é'"), (".", "at the start"), ("..", "at the start"), ("register", "control file"),
+    ("status", "control file"), ("", "non-empty"), ("x" * 129, "129 bytes"), ("x" * 250, "250 bytes"),
+    ("é" * 65, "130 bytes"), ("a:b", "':'"), ("a\x00b", "'\\x00'"),
+])
+def test_refused_names_say_why(name, words):
+    with pytest.raises(bm.BinfmtError) as err:
+        bm.validate_name(name)
+    assert err.value.field == "name" and words in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("interp,words", [
+    ("/usr/bin/qemu\r:x::M::\\x7f:/tmp/evil:C", "'\\r'"), ("/usr/bin/q\vemu", "'\\x0b'"),
+    ("/usr/bin/q\temu", "'\\t'"), ("/usr/bin/q\x7femu", "'\\x7f'"), ("/usr/bin/q emu", "' '"),
+    ("/usr/bin/q\u2028emu", "'\\u2028'"), ("/usr/bin/q\x85emu", "'\\x85'"), ("/usr/bin/q\u200bemu", "'\\u200b'"),
+    ("/usr/bin/q\udcffemu", "'\\udcff'"), ("usr/bin/qemu", "absolute"), ("", "required"),
+    ("/" + "a" * 4095, "4096 bytes"),
+])
+def test_refused_interpreters_say_why(interp, words):
+    with pytest.raises(bm.BinfmtError) as err:
+        bm.make_definition("qemu-arm", interp, magic="7f454c46")
+    assert err.value.field == "interpreter" and words in str(err.value), str(err.value)
+
+
+def test_register_string_is_counted_in_bytes():
+    """A 2-byte character counts twice: a line under the limit in characters but over it in bytes
+    is refused before the kernel sees it."""
+    fixed = len(bm.render_register(arm_at("/x")))
+    chars = bm.MAX_REGISTER_LENGTH - fixed + 2 - 1          # one character under the limit ...
+    interp = "/" + "é" * (chars - 1)
+    with pytest.raises(bm.BinfmtError) as err:
+        arm_at(interp)                                # ... but about twice as many bytes
+    assert err.value.field == "interpreter" and "bytes" in str(err.value)
+    fits = "/" + "a" * (bm.MAX_REGISTER_LENGTH - fixed + 1)
+    assert len(bm.render_register(arm_at(fits))) == bm.MAX_REGISTER_LENGTH
+    with pytest.raises(bm.BinfmtError):
+        arm_at(fits + "a")
+
+
+@pytest.mark.parametrize("ext", ["a b", "a\rb", "a/b", ".", "", "a\x7f"])
+def test_refused_extensions(ext):
+    with pytest.raises(bm.BinfmtError) as err:
+        bm.make_definition("x", "/bin/true", type="extension", extension=ext)
+    assert err.value.field == "extension"
+
+
+@pytest.mark.parametrize("flags", [1, ["F"], "X", "f\x00", "PF "[::-1] + "Q"])
+def test_refused_flags(flags):
+    with pytest.raises(bm.BinfmtError) as err:
+        arm(flags=flags)
+    assert err.value.field == "flags"
+
+
+@pytest.mark.parametrize("offset", [-1, True, "x", bm.BINPRM_BUF_SIZE - 19])
+def test_refused_offsets(offset):
+    with pytest.raises(bm.BinfmtError) as err:
+        arm(offset=offset)
+    assert err.value.field == "offset"
+
+
+def test_check_interpreter(tmp_path):
+    script = tmp_path / "interp"
+    script.write_text("#!/bin/sh\n")
+    for path, words in ((str(tmp_path / "nope"), "does not exist"), (str(tmp_path), "not a regular file"),
+                        (str(script), "not executable")):
+        with pytest.raises(bm.BinfmtError) as err:
+            bm.check_interpreter(path)
+        assert err.value.field == "interpreter" and words in str(err.value)
+    script.chmod(0o755)
+    bm.check_interpreter(str(script))
+
+
+def test_apply_steps_validates_everything_before_the_first_write(tmp_path):
+    (tmp_path / "status").write_text("enabled\n")
+    (tmp_path / "register").write_text("")
+    with pytest.raises(bm.BinfmtError) as err:       # the interpreter is missing: nothing is written
+        bm.apply_steps("qemu-arm", ["register"], arm_at("/nonexistent/qemu"), None, str(tmp_path))
+    assert err.value.field == "interpreter"
+    with pytest.raises(bm.BinfmtError) as err:       # not binfmt_misc: nothing is written
+        bm.apply_steps("qemu-arm", ["register"], arm_at("/bin/true"), None, str(tmp_path))
+    assert err.value.field == "binfmt_misc"
+    with pytest.raises(bm.BinfmtError) as err:
+        bm.apply_steps("-x", ["register"], dict(arm_at("/bin/true"), name="-x"), None, str(tmp_path))
+    assert err.value.field == "name"
+    assert (tmp_path / "register").read_text() == ""
