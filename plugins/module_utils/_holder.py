@@ -14,25 +14,34 @@ after the module's temporary files are gone. The child:
 
 0. detaches (``detach``): its own session, cwd ``/``, stdio on /dev/null (an
    inherited stdout would hang the Ansible task), every other inherited
-   descriptor closed except its two pipes, default signal dispositions and an
+   descriptor closed except its two pipes and the binfmt_misc directory, default signal dispositions and an
    empty signal mask, garbage collector frozen (nothing it inherited is ever
    finalized in it), and a command line that says what it is
    (``nativearm-window-holder ENTRY lease=ID INSTANCE_DIR``, written over the
    opener's argv area, so /proc/locks users see it; ``comm`` is
    ``window-holder``);
 1. takes LOCK_EX on its lease lock file (the kernel drops it when the holder
-   dies: that is the lease's liveness) and LOCK_SH on the entry (bounded by
-   the opener's deadline; ``blocked`` when a foreign LOCK_EX outlasts it);
-2. writes ``ready``, then waits for ``commit MODE`` (answers ``ok`` and closes
-   both pipes) or ``abort``; end of file before ``commit`` means the opener
-   died, so it ends its lease itself (restoring the prior state if it was the
-   last);
+   dies: that is the lease's liveness) and writes ``ready``;
+2. answers ``hold MODE`` (sent by the opener under the mutex, before the
+   entry is touched) by taking its mode's instance-wide mark: LOCK_SH on the
+   entry for a native lease (``held``, or ``busy`` when a LOCK_EX keeps it out:
+   never waits), an emulation marker on ``register`` for an emulation lease
+   (``held OFFSET``; any LOCK_SH dropped). Then it waits for ``commit MODE``
+   (answers ``ok`` and closes both pipes) or ``abort``; end of file before
+   ``commit`` means the opener died, so it ends its lease itself (restoring
+   the prior state if it was the last);
 3. watches every ``window.POLL`` seconds: ttl, owner_pid (pid + start time),
    the entry's state and inode, and its lease lock file (a closer unlinks it
    when it removes the record); when something changed the entry it calls
-   ``Window.reassert`` (under the mutex) on the Window object it was given;
+   ``Window.reassert`` (under the mutex) on the Window object it was given
+   (once a second while that is deferred under another coordinator's native
+   window). A native holder without LOCK_SH (entry absent or re-registered,
+   or kept out by an unprivileged LOCK_EX) keeps trying to take it. Entry and
+   ``register`` are opened relative to the binfmt_misc directory descriptor
+   its opener checked (fstatfs) before the fork, with O_NOFOLLOW;
 4. SIGUSR1 = "a closer already ended your lease": exit at once. SIGTERM,
-   SIGINT, SIGHUP = end the lease properly, then exit.
+   SIGINT, SIGHUP = end the lease properly (its own locks dropped first), then
+   exit.
 
 Every invariant is enforced by ``window.py``; this file is only the process
 set-up and the loop.
@@ -48,6 +57,8 @@ import os
 import signal
 import threading  # noqa: F401 pylint: disable=unused-import
 import time
+
+from ansible_collections.nativearm.binfmt.plugins.module_utils import _window_instance as instance
 
 # threading: window._flock imports it when the mutex is contended; imported
 # here, before the fork, so that a holder never needs a module file later.
@@ -174,7 +185,7 @@ def run_forked(window, config, ctl, st, error):
     """The forked child's whole life: never returns (``os._exit``)."""
     status = 1
     try:
-        detach((ctl, st), config["title"])
+        detach((ctl, st, config["dir_fd"]), config["title"])
         status = serve(window, config, ctl, st, error)
     except BaseException:       # pylint: disable=broad-except
         status = 1              # stdio is /dev/null: nobody to tell; recovery handles a lost lease
@@ -183,53 +194,84 @@ def run_forked(window, config, ctl, st, error):
 
 
 # ---------------------------------------------------------------------------
-# the entry, without the mutex
+# the entry and register, without the mutex
 # ---------------------------------------------------------------------------
+# Everything is opened relative to the binfmt_misc directory descriptor the
+# opener checked (fstatfs: a binfmt_misc filesystem) before the fork, with
+# O_NOFOLLOW: never a look-alike directory, never through a planted symlink.
 
-class _Blocked(Exception):
+# What this holder holds instance-wide: LOCK_SH on the entry (native) or an
+# emulation marker on register (emulation); see _window_instance.
+_held = {"entry": None, "marker": None, "offset": None}
+
+
+class _Busy(Exception):
     pass
 
 
-def _lock_entry(path, deadline):
-    """(fd, inode) with LOCK_SH on the entry, (None, None) when absent; raises
-    _Blocked when a foreign exclusive lock outlasts ``deadline``."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None, None
-    delay = 0.002
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            return fd, os.fstat(fd).st_ino
-        except (IOError, OSError) as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                os.close(fd)
-                raise
-        if time.time() >= deadline:
-            os.close(fd)
-            raise _Blocked()
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
+def _open_at(dir_fd, name, flags=os.O_RDONLY):
+    return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
 
 
-def _try_lock_entry(path):
+def _try_lock_entry(dir_fd, name):
+    """An fd with LOCK_SH on the entry; None when it is absent; _Busy when a
+    LOCK_EX is in the way (never waits)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = _open_at(dir_fd, name)
     except OSError:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except (IOError, OSError):
+    except (IOError, OSError) as exc:
         os.close(fd)
-        return None
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise _Busy()
+        raise
     return fd
 
 
-def entry_status(path):
+def _drop(key):
+    fd, _held[key] = _held[key], None
+    if fd is not None:
+        try:
+            os.close(fd)    # the only descriptor of its open file description: the lock goes with it
+        except OSError:
+            pass
+
+
+def hold(mode, dir_fd, name):
+    """Take ``mode``'s instance-wide mark (the opener asks, under the mutex, before
+    it touches the entry). Returns the line to answer: ``held``, ``held OFFSET``
+    (an emulation marker) or ``busy`` (a LOCK_EX on the entry kept LOCK_SH out)."""
+    if mode == "none":                  # back to waiting: nothing held on the instance
+        _drop("entry")
+        _drop("marker")
+        return "held"
+    if mode == "native":
+        _drop("marker")
+        if _held["entry"] is None:
+            try:
+                _held["entry"] = _try_lock_entry(dir_fd, name)
+            except _Busy:
+                return "busy"
+        return "held"
+    _drop("entry")                      # LOCK_SH means only "a native window user is here"
+    if _held["marker"] is None:
+        fd = _open_at(dir_fd, instance.REGISTER, os.O_WRONLY)
+        try:
+            offset = instance.take_marker(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        _held["marker"] = fd
+        _held["offset"] = offset
+    return "held %d" % _held["offset"]
+
+
+def entry_status(dir_fd, name):
     """(present, enabled, inode) of the entry: one open, fstat and read."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = _open_at(dir_fd, name)
     except OSError as exc:
         if exc.errno == errno.ENOENT:
             return False, None, None
@@ -261,8 +303,12 @@ def pid_alive(pid, start):
 # ---------------------------------------------------------------------------
 
 def _end(window, lease_id, why, error):
-    """End our own lease (restores when last out), then exit."""
+    """End our own lease (restores when last out), then exit. Our own locks go
+    first: the restore decision looks at what other coordinators hold, and a PR
+    #9769 builder leaving meanwhile must not see a LOCK_SH of ours."""
     _flags["critical"] = True
+    _drop("entry")
+    _drop("marker")
     for dummy in range(30):
         try:
             window.end_lease(lease_id, why)
@@ -276,36 +322,44 @@ def serve(window, config, ctl, st, error):
     """Steps 1-4. ``window`` is a Window of the lease's instance, ``error`` its
     WindowError class. Returns the exit status (or exits itself)."""
     lease_id = config["lease_id"]
-    entry_path = window.entry_path
+    dir_fd, name = config["dir_fd"], window.entry
     status_path = os.path.join(window.binfmt_misc, "status")
     lock_path = os.path.join(window.dir, config["lock"])
     lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-    try:
-        entry_fd, seen_ino = _lock_entry(entry_path, config["lock_deadline"])
-    except _Blocked:
-        _write(st, "blocked")
-        os.unlink(lock_path)
-        return 1
     _write(st, "ready")
-    line = _read_line(ctl)
-    if line is None or not line.startswith("commit "):
-        if line is None:            # the opener died: end our lease if it was recorded
-            _end(window, lease_id, "opener_gone", error)
-        try:
-            os.unlink(lock_path)
-        except OSError:
-            pass
-        return 0
+    while True:
+        line = _read_line(ctl)
+        if line is None or line == "abort":
+            _drop("entry")
+            _drop("marker")
+            if line is None:        # the opener died: end our lease if it was recorded
+                _end(window, lease_id, "opener_gone", error)
+            try:
+                os.unlink(lock_path)
+            except OSError:
+                pass
+            return 0
+        if line.startswith("hold "):
+            try:
+                _write(st, hold(line.split()[1], dir_fd, name))
+            except OSError as exc:
+                _write(st, "error %s" % exc)
+            continue
+        if line.startswith("commit "):
+            break
     os.close(ctl)
     _write(st, "ok")
     os.close(st)                    # the opener waits for this end of file before it returns
 
     mode = line.split()[1]
     want = mode == "emulation"      # window.desired_enabled
+    if mode != "native":
+        _drop("entry")
+    seen_ino = entry_status(dir_fd, name)[2]
     expires, owner_pid, owner_start = config["expires"], config["owner_pid"], config["owner_start"]
     tick = 0
+    quiet_until = 0.0               # a deferred re-assertion is retried at this pace, not every POLL
     while True:
         if _flags["closed"]:
             return 0
@@ -322,23 +376,25 @@ def serve(window, config, ctl, st, error):
             if os.fstat(lock_fd).st_nlink == 0:
                 return 0            # a closer removed our record (and our lock file)
         try:
-            present, enabled, ino = entry_status(entry_path)
+            present, enabled, ino = entry_status(dir_fd, name)
         except OSError:
             present, enabled, ino = False, None, None
-        if ino != seen_ino or (present and enabled != want):
+        if (ino != seen_ino or (present and enabled != want)) and time.time() >= quiet_until:
             _flags["critical"] = True
             try:
-                still_open, ino = window.reassert(lease_id, mode, seen_ino)
+                still_open, ino, deferred = window.reassert(lease_id, mode, seen_ino)
             except error:
-                still_open, ino = True, seen_ino
+                still_open, ino, deferred = True, seen_ino, True
             _flags["critical"] = False
             if not still_open or _flags["closed"]:
                 return 0
+            quiet_until = time.time() + 1.0 if deferred else 0.0
             if ino != seen_ino:
-                if entry_fd is not None:
-                    os.close(entry_fd)
-                entry_fd = _try_lock_entry(entry_path) if ino is not None else None
+                _drop("entry")
                 seen_ino = ino
-        elif entry_fd is None and seen_ino is not None:
-            entry_fd = _try_lock_entry(entry_path)
+        if mode == "native" and _held["entry"] is None and seen_ino is not None:
+            try:            # absent, re-registered, or kept out by an unprivileged LOCK_EX so far
+                _held["entry"] = _try_lock_entry(dir_fd, name)
+            except (_Busy, OSError):
+                pass
         time.sleep(POLL)

@@ -4,9 +4,12 @@
 """Native armhf windows: the lock protocol and the lease records.
 
 This file is the one place to read the protocol. It uses the Python standard
-library only; from the collection it imports only ``_holder.py`` (the holder's
-process set-up and loop), and only in an open, just before it forks the
-holder. A holder is a fork of its opener: it runs this file's code from
+library only; from the collection it imports ``_window_records.py`` (the
+records on disk), ``_window_instance.py`` (what other coordinators of the
+instance hold), ``binfmt_misc.py`` (entry access that lands on binfmt_misc
+only), ``probe.py`` (capability check and probe, in an open) and
+``_holder.py`` (the holder's process set-up and loop, in an open, just
+before it forks the holder). A holder is a fork of its opener: it runs this file's code from
 memory, so it keeps working long after the Ansible module that started it has
 exited and its AnsiballZ payload directory has been deleted.
 
@@ -21,14 +24,83 @@ lease     one open use of a window, of mode ``native`` (needs the entry
 window    the set of open leases on one binfmt_misc instance; all its leases
           have the same mode. ``prior`` is the entry's state recorded by the
           first lease (present? enabled?).
+coordinator  whoever opens windows on the instance with its own records:
+          this collection with a given ``run_dir`` in a given mount
+          namespace (a build container has its own /run), or another tool
+          such as an Armbian PR #9769 builder (seed 000), which keeps
+          LOCK_SH on the entry while it builds, disables the entry when it
+          is first in, and re-enables it when it is last out (LOCK_EX|LOCK_NB
+          on a fresh descriptor succeeds), recording nothing.
 
-Invariants, at every instant
-----------------------------
+Invariants, at every instant, per binfmt_misc instance (every coordinator)
+-------------------------------------------------------------------------
 I1  while any native lease is open, the entry is disabled (or absent);
 I2  while any emulation lease is open, the entry is enabled (or absent);
 I3  when the last lease ends -- closed, ttl expired, owner_pid gone, or its
     holder killed and a later caller recovered the stale window -- the
     entry is put back in ``prior`` exactly (an admin's ``disabled`` stays).
+    With other coordinators: qemu-arm never stays disabled once every
+    window of every coordinator has ended, and is never re-enabled while
+    one of them still runs natively; whoever is last out restores.
+A tool that does not take the instance mutex (PR #9769) can break I2: a
+builder arriving during an emulation lease disables the entry. Holders do not
+fight it (re-enabling under a native build would break it); the builder's
+own last out re-enables, as no emulation lease holds LOCK_SH.
+
+Instance-wide coordination (kernel objects every coordinator sees)
+------------------------------------------------------------------
+Records are per run dir; these belong to the binfmt_misc instance itself
+(``_window_instance.py``), so another run_dir, a container with its own
+/run and PR #9769 builders all see them:
+
+- the instance mutex: flock(LOCK_EX) on the instance's ``register`` file
+  (mode 0200: only root can open it, for writing; nothing is written).
+  Every transition and every read of the records that decides something
+  happens under it, whatever the run dir or mount namespace;
+- LOCK_SH on the entry means one thing, as in PR #9769: "a native window
+  user is here". Only native holders hold it, taken (``hold native``)
+  under the mutex before the entry is disabled. A root-owned LOCK_SH that
+  is not one of our holders' is a *foreign native window* (a PR #9769
+  builder, this collection with another run_dir or /run). A lock taken by
+  a process that has exited (``flock -s 9`` in a shell) is attributed to
+  the processes holding that descriptor (/proc/PID/fdinfo); one we cannot
+  see (another pid namespace) counts as root's;
+- emulation markers: each emulation holder keeps an OFD write lock on one
+  byte of ``register`` (at MARKER_BASE + a random offset; only root can
+  open register, so only root can place one). Markers no lease of ours
+  holds are *foreign emulation leases*. OFD locks and flock locks do not
+  interact; the kernel drops both when the holder dies;
+- unprivileged lock holders: the entry file is world-readable, so anyone
+  can flock it. Their locks are reported (pid, uid, command line: open
+  results' ``lock_holders_ignored`` and ``warning``, binfmt_info's
+  ``lock_holders``), never obeyed: a non-root LOCK_SH is no window, and a
+  non-root LOCK_EX that keeps a native holder's LOCK_SH out is not waited
+  for (the holder keeps trying to take it).
+
+Rules that use them, under the mutex:
+- a native open that finds a foreign native window *joins* it: the entry it
+  found disabled is that window's doing, so its ``prior`` is "enabled" (the
+  records keep the foreign pids in ``foreign``); it writes nothing;
+- an emulation open waits while a foreign native window is open, then fails
+  naming it; a native open waits while foreign emulation markers are held,
+  then ``on_unsupported`` decides (emulate: an emulation lease, which may
+  share the entry with the foreign ones);
+- a root-owned LOCK_EX on the entry (a PR #9769 builder's last-out test,
+  milliseconds) delays ``hold native`` until the open's deadline;
+- the last lease out (close, holder's own end, stale recovery, probe
+  rollback) first makes sure its own holder's locks are gone (a closer
+  SIGKILLs it and waits, under the mutex; a holder ending its own lease drops
+  them first), then restores ``prior`` -- unless re-enabling while a foreign
+  native window is open, or disabling while foreign emulation markers are
+  held: then the restore is *deferred* (event ``restore_deferred``,
+  ``restored: false`` and the reason) to whoever is last out: a PR #9769
+  builder re-enables when it is last out (our holders hold no lock then);
+  another coordinator of this collection restores its own prior.
+Known limit: records are not shared across coordinators, so an admin's
+``disabled`` prior survives only in the coordinator that opened first: a
+joiner of a foreign native window takes the prior as "enabled" (as the
+contract says), and PR #9769 builders always re-enable. Fairness between
+modes holds among the waiters of one run dir.
 
 Where things live (per binfmt_misc instance)
 --------------------------------------------
@@ -38,10 +110,6 @@ sees it (Linux >= 6.7 gives each user namespace its own instance), so a
 private instance in a test never shares records with the host's. ``/run`` is
 a tmpfs: records vanish at reboot together with the kernel's binfmt state.
 
-- ``mutex-<entry>`` flock(LOCK_EX) serialises every transition and every read
-                 of the records that decides something. Only root can open
-                 it, so no foreign process can block it; waits are bounded
-                 and a timeout names the pids holding it.
 - ``state-<entry>.json`` the records: window mode, prior state, leases,
                  waiters, events. Replaced atomically (write + rename) under
                  the mutex, so a lock-free read always sees a whole version.
@@ -58,28 +126,25 @@ Why not only flock on the entry (as Armbian PR #9769 did)
   probe can win in between. Here no decision depends on a conversion: the
   mutex is only ever taken and released whole.
 - A re-registered entry is a new inode; locks on the old one coordinate
-  nothing. The records and the mutex do not depend on the entry's inode.
-- Entry files are world-readable, so anyone can flock them. We never need
-  LOCK_EX on the entry, so a foreign LOCK_SH cannot block us; a foreign
-  LOCK_EX delays a new holder (it takes LOCK_SH on the entry), for at most
-  ``wait`` seconds, then the open fails naming every holder's pid and
-  command line from /proc/locks.
-Holders still keep LOCK_SH on the entry while they live: it shows in
-/proc/locks who uses the window, and a PR #9769-style "last out" test
-(LOCK_EX|LOCK_NB) by another tool correctly sees that the entry is in use.
+  nothing. The mutex and the markers are on ``register``, not on the entry.
+- Entry files are world-readable, so anyone can flock them: the mutex is on
+  a file only root can open, and entry locks count only when root's.
+- The prior state, the lease list and the events need records.
 
 Open (mode M, lease L)
 ----------------------
 1. Fork the holder first, outside the mutex: no interpreter start-up, and
    the child needs no file of the caller's (``_holder.py`` describes how it
    detaches: own session, cwd /, stdio on /dev/null, inherited descriptors
-   closed, ``os._exit`` so it never returns into the caller's code). It takes
-   its lease lock and LOCK_SH on the entry (bounded wait), then reports
-   ``ready`` through a pipe and waits for ``commit``. A holder is its
-   opener's child until the opener exits; a long-lived opener reaps it.
+   closed but the binfmt_misc directory checked before the fork, ``os._exit``
+   so it never returns into the caller's code). It takes its lease lock, then
+   reports ``ready`` through a pipe; it holds nothing on the instance yet. A
+   holder is its opener's child until the opener exits; a long-lived opener
+   reaps it.
 2. Under the mutex: recover (below); if L is already live, return it
    (``changed: false``) and dismiss the new holder. Otherwise L is
-   *admissible* when the window is empty or has mode M, and no live waiter
+   *admissible* when no other coordinator's window of the other mode is
+   open (above), the window is empty or has mode M, and no live waiter
    of the other mode arrived before L (fairness: once an opener of the other
    mode waits, new joiners of the current mode queue behind it; a window
    also admits every waiter of its mode already waiting when it opened,
@@ -89,14 +154,22 @@ Open (mode M, lease L)
    (they are replaced atomically); take the mutex again when L looks
    admissible, every FULL_LOOK seconds (to recover dead leases), and at the
    ``wait`` deadline.
-3. Admission, still under the mutex. First lease: record ``prior`` and the
-   lease in state.json *before* touching the entry (a crash after this
+3. Admission, still under the mutex. A first native lease first asks the
+   capability check (``probe.capability``: architecture, personality
+   (PER_LINUX32), page size, a probe in a private instance; it writes
+   nothing): where armhf cannot run natively the entry is never touched and
+   ``on_unsupported`` decides at once. Then the holder takes its mode's mark
+   (``hold M``: LOCK_SH on the entry, or an emulation marker). First lease:
+   record ``prior`` (or "enabled" when joining a foreign native window) and
+   the lease in state.json *before* touching the entry (a crash after this
    point leaves a stale window, which recovery restores), then write the
-   mode's state. A first native lease runs the probe with the entry
-   disabled; when it fails, the lease is removed and ``prior`` restored
-   before the mutex is released (rollback), and ``on_unsupported`` decides
-   (emulate: an emulation lease is admitted in the same critical section).
-   Joiners only add their record. The mutex is released.
+   mode's state. A first native lease that the capability check could not
+   decide runs the probe with the entry disabled; when it fails, the lease
+   is removed and ``prior`` restored before the mutex is released
+   (rollback), and ``on_unsupported`` decides (emulate: an emulation lease is
+   admitted in the same critical section; the holder swaps its LOCK_SH for a
+   marker). Joiners take their mark and add their record. The mutex is
+   released.
 4. ``commit MODE`` goes to the holder (the effective mode), which answers
    ``ok`` and closes its pipes; only then does the open return. The lease is
    live from admission on (its holder holds its lock), so nothing in the
@@ -110,19 +183,22 @@ section as the record that justifies it, I1 and I2 hold at every instant.
 Close (lease L), ttl, owner_pid, SIGTERM
 ----------------------------------------
 Under the mutex: recover (which ends L itself if its holder just died);
-remove L; if no live lease is left, restore
-``prior`` (``restored: true``) and clear the window. Then the holder is told
-to exit (SIGUSR1) and the close waits (pidfd) until it has exited, so no
-lock of it is left on the entry when the close returns. A holder whose ttl expires, whose owner_pid ends (pid and
-start time checked), or that gets SIGTERM/SIGINT/SIGHUP, does the same for
-its own lease. If the opener dies before ``commit``, the holder does it too.
+remove L; if no live lease is left, L's holder is SIGKILLed and waited for
+(its locks gone), then ``prior`` is restored (``restored: true``) or the
+restore deferred to another coordinator (above), and the window cleared.
+Otherwise the holder is told to exit (SIGUSR1) after the mutex is released,
+and the close waits (pidfd) until it has exited, so no lock of it is left
+when the close returns. A holder whose ttl expires, whose owner_pid ends
+(pid and start time checked), or that gets SIGTERM/SIGINT/SIGHUP, drops its
+locks and does the same for its own lease. If the opener dies before
+``commit``, the holder does it too.
 
 Recovery (every open and close, binfmt_info, holders)
 -----------------------------------------------------
 Under the mutex: a recorded lease whose lock is free is dead; its record is
 dropped (event ``holder_gone``). If no live lease remains but a window is
 recorded, the window is *stale*: ``prior`` is restored (event
-``stale_window_restored``) -- onto the entry the window changed only: when
+``stale_window_restored``, or deferred as above) -- onto the entry the window changed only: when
 the records are from another boot, or the entry now has another inode
 (re-registered after the holders died, or a new binfmt_misc instance that
 reuses a dead one's st_dev and namespace inode, hence its key), the stale
@@ -135,12 +211,15 @@ and no process locks (a holder killed before its lease was admitted).
 Re-assertion (holders)
 ----------------------
 Every holder polls the entry every ``POLL`` seconds (one open, fstat and
-small read: negligible CPU), in ``_holder.py``, without the mutex. When the entry's state is not its mode's, or its
-inode changed (re-registered by systemd-binfmt, update-binfmts, ...), or it
-appeared or vanished, the holder takes the mutex, re-checks, writes the
-mode's state, moves its LOCK_SH to the new inode and records an event. An
-entry that appears in a window whose prior was "absent" is given back, at
-the end, the state its registrant gave it.
+small read: negligible CPU), in ``_holder.py``, without the mutex. When the
+entry's state is not its mode's, or its inode changed (re-registered by
+systemd-binfmt, update-binfmts, ...), or it appeared or vanished, the holder
+takes the mutex, re-checks, writes the mode's state (a native holder moves
+its LOCK_SH to the new inode) and records an event -- except that an
+emulation holder does not re-enable the entry while a foreign native window
+is open (event ``reassert_deferred``, re-checked every second). An entry that
+appears in a window whose prior was "absent" is given back, at the end, the
+state its registrant gave it.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -160,6 +239,11 @@ from ansible_collections.nativearm.binfmt.plugins.module_utils._window_records i
     LEASE_ID_PATTERN, MAX_EVENTS, MODES, STATE_VERSION, RecordsCorrupt, RecordsWriteError, WindowError,
     add_event, empty_state, instance_key, load_state, lock_path, open_private, save_state, secure_dir,
     write_private)
+
+from ansible_collections.nativearm.binfmt.plugins.module_utils import _window_instance as instance
+from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
+from ansible_collections.nativearm.binfmt.plugins.module_utils._window_instance import (  # noqa: F401 pylint: disable=unused-import
+    parse_proc_locks, proc_cmdline)
 
 # subprocess, select and threading are imported where used (a close needs
 # none of them), and _holder only by an open, just before it forks.
@@ -186,6 +270,10 @@ class _Timeout(Exception):
     pass
 
 
+class _NotNow(Exception):
+    """Admission found, at its last look, a window it must wait for."""
+
+
 # ---------------------------------------------------------------------------
 # pure helpers
 # ---------------------------------------------------------------------------
@@ -206,28 +294,7 @@ def desired_enabled(mode):
     return mode == "emulation"
 
 
-def parse_proc_locks(text):
-    """Parse /proc/locks into dicts: kind (FLOCK/POSIX/OFDLCK), access (READ/WRITE),
-    pid, dev (major, minor), ino, blocked (a waiter, line with ``->``)."""
-    locks = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) < 6:
-            continue
-        blocked = fields[1] == "->"
-        if blocked:
-            fields = fields[:1] + fields[2:]
-        try:
-            kind, access, pid, devino = fields[1], fields[3], int(fields[4]), fields[5]
-            major, minor, ino = devino.split(":")
-            locks.append({"kind": kind, "access": access, "pid": pid,
-                          "dev": (int(major, 16), int(minor, 16)), "ino": int(ino), "blocked": blocked})
-        except (ValueError, IndexError):
-            continue
-    return locks
-
-
-def admissible(state, mode, seq=None, ignore_fairness=False):
+def admissible(state, mode, seq=None, ignore_fairness=False, foreign=None):
     """(True, None) when a lease of ``mode`` may be admitted now; else (False, why).
 
     ``seq`` is the caller's waiter number (None for a fresh arrival). A fresh
@@ -236,7 +303,15 @@ def admissible(state, mode, seq=None, ignore_fairness=False):
     admits every waiter of its mode that was already waiting when the window
     opened (``phase_seq``): batches stay large, and a waiter of the other mode
     still waits only for that bounded batch. ``state`` must be recovered first.
+    ``foreign`` (_window_instance.look) holds the other coordinators' windows on
+    the instance: a native one keeps emulation leases out, and emulation leases
+    keep native ones out, whatever our records say.
     """
+    if foreign:
+        if mode == "emulation" and foreign.get("native"):
+            return False, "foreign_native"
+        if mode == "native" and foreign.get("emulation"):
+            return False, "foreign_emulation"
     window = state.get("mode")
     if window is not None and window != mode:
         return False, "window_mode"
@@ -335,15 +410,6 @@ def pid_alive(pid, start=None):
     return start is None or int(fields[19]) == start
 
 
-def proc_cmdline(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            raw = f.read()
-    except (IOError, OSError):
-        return "?"
-    return " ".join(p.decode("utf-8", "replace") for p in raw.split(b"\0") if p) or "?"
-
-
 def lock_holders_of(path, locks_file="/proc/locks"):
     """Every lock on the file ``path`` (dev + inode) with pid and command line."""
     try:
@@ -359,7 +425,8 @@ def lock_holders_of(path, locks_file="/proc/locks"):
     for lock in locks:
         if lock["dev"] == dev and lock["ino"] == st.st_ino:
             out.append({"pid": lock["pid"], "kind": lock["kind"], "access": lock["access"],
-                        "blocked": lock["blocked"], "cmdline": proc_cmdline(lock["pid"])})
+                        "blocked": lock["blocked"], "cmdline": proc_cmdline(lock["pid"]),
+                        "uid": instance.proc_uid(lock["pid"]) if lock["pid"] > 0 else None})
             if out[-1]["cmdline"] == "?":
                 out[-1]["cmdline"] = "(pid %d has exited; a child that inherited its descriptor still holds " \
                                      "the lock)" % lock["pid"]
@@ -427,15 +494,7 @@ def host_capability(probe_argv=None):
         return {"native_possible": None, "arch": os.uname().machine, "page_size": os.sysconf("SC_PAGE_SIZE"),
                 "reason": "%s=probe: the capability check is left to the real probe" % CAPABILITY_ENV}
     from ansible_collections.nativearm.binfmt.plugins.module_utils import probe as probe_mod
-    capability = getattr(probe_mod, "capability", None)
-    if capability is not None:
-        return capability(probe=probe_argv)
-    machine = os.uname().machine            # until probe.capability exists: the architecture only
-    verdict = {"native_possible": None, "arch": machine, "page_size": os.sysconf("SC_PAGE_SIZE"),
-               "reason": "only the real probe can decide"}
-    if machine not in ("aarch64", "armv7l", "armv8l"):
-        verdict.update(native_possible=False, reason="this host is %s: it can only emulate armhf" % machine)
-    return verdict
+    return probe_mod.capability(probe=probe_argv)
 
 
 def default_probe(binfmt_misc=DEFAULT_BINFMT_MISC):
@@ -607,13 +666,17 @@ class Window(object):
         self.entry = entry
         self.binfmt_misc = binfmt_misc
         self.entry_path = os.path.join(binfmt_misc, entry)
+        self.register_path = os.path.join(binfmt_misc, instance.REGISTER)
         self.run_dir = run_dir
         if "/" in entry or entry in ("", ".", "..", "register", "status"):
             raise WindowError("entry: %r is not a binfmt_misc entry name (e.g. 'qemu-arm')" % entry)
         if instance_dir is None:
-            if not os.path.exists(os.path.join(binfmt_misc, "status")):
-                raise WindowError("binfmt_misc: no binfmt_misc filesystem at %s; mount it (mount -t "
-                                  "binfmt_misc binfmt_misc %s) or point binfmt_misc at it" % (binfmt_misc, binfmt_misc))
+            try:            # every read and write lands on binfmt_misc itself (fstatfs), never on a look-alike
+                bm.check_filesystem(binfmt_misc)
+            except (bm.BinfmtError, OSError) as exc:
+                raise WindowError("binfmt_misc: no binfmt_misc filesystem at %s (%s); mount it (mount -t "
+                                  "binfmt_misc binfmt_misc %s) or point binfmt_misc at it"
+                                  % (binfmt_misc, getattr(exc, "message", None) or exc, binfmt_misc))
             instance_dir = os.path.join(run_dir, instance_key(binfmt_misc))
         self.dir = instance_dir
         self.mutex_min_wait = MUTEX_MIN_WAIT
@@ -636,19 +699,25 @@ class Window(object):
 
     # -- the mutex ---------------------------------------------------------------
     def acquire(self, deadline=None):
-        """Take the transition mutex (bounded); returns a token for release()."""
+        """Take the instance mutex (bounded): flock(LOCK_EX) on the instance's
+        ``register`` file, which only root can open, shared by every coordinator
+        of the instance whatever its run dir or /run."""
         if self._mutex_fd is not None:
             raise RuntimeError("mutex taken twice")
         self.ensure_dirs()
-        path = self._path("mutex-%s" % self.entry)
-        fd = open_private(path, os.O_RDWR | os.O_CREAT)
+        path = self.register_path
+        try:
+            fd = bm.open_entry(instance.REGISTER, os.O_WRONLY, self.binfmt_misc)
+        except (bm.BinfmtError, OSError) as exc:
+            raise WindowError("binfmt_misc: cannot open %s, the instance-wide window mutex (only root can): %s"
+                              % (path, getattr(exc, "message", None) or exc))
         deadline = max(deadline or 0, time.time() + self.mutex_min_wait)
         try:
             _flock(fd, fcntl.LOCK_EX, deadline)
         except _Timeout:
             holders = lock_holders_of(path)
             os.close(fd)
-            raise WindowError("timed out waiting for the window mutex %s; held by: %s"
+            raise WindowError("timed out waiting for the window mutex (flock on %s); held by: %s"
                               % (path, describe_lock_holders(holders)), holders)
         except BaseException:
             os.close(fd)
@@ -677,7 +746,7 @@ class Window(object):
     def entry_status(self):
         """{present, enabled, ino} of the entry right now."""
         try:
-            fd = os.open(self.entry_path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = bm.open_entry(self.entry, os.O_RDONLY, self.binfmt_misc)
         except OSError as exc:
             if exc.errno == errno.ENOENT:
                 return {"present": False, "enabled": None, "ino": None}
@@ -694,11 +763,7 @@ class Window(object):
         return {"present": True, "enabled": first.strip() == b"enabled", "ino": ino}
 
     def set_enabled(self, enabled):
-        fd = os.open(self.entry_path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, b"1" if enabled else b"0")
-        finally:
-            os.close(fd)
+        bm.write_entry(self.entry, b"1" if enabled else b"0", self.binfmt_misc)
 
     def _apply(self, enabled):
         """Put the entry in ``enabled`` if it is present and differs; True when written."""
@@ -742,21 +807,51 @@ class Window(object):
                 pass
 
     # -- transitions (all under the mutex) --------------------------------------
-    def _restore(self, state, why, lease=None):
-        """End the window: put the entry back in its prior state (I3)."""
+    def _restore(self, state, why, lease=None, ours=()):
+        """End the window: put the entry back in its prior state (I3) -- unless
+        another coordinator's window still needs the entry as it is: then the
+        restore is deferred to whoever is last out (a PR #9769 builder re-enables
+        qemu-arm when it is last out; this collection's other coordinators
+        restore their own prior). Returns None, or why the restore was deferred.
+        ``ours``: pids of our holders that still hold locks (a probe rollback)."""
         target = restore_target(state)
-        wrote = False
+        deferred = None
         if target is not None:
-            wrote = self._apply(target)
+            foreign = self.look(state, ours)
+            if target and foreign["native"]:
+                deferred = ("a native window of another coordinator is open (root-owned shared locks on %s: "
+                            "%s); qemu-arm is not re-enabled under it: whoever is last out restores it"
+                            % (self.entry, instance.describe(foreign["native"])))
+            elif not target and foreign["emulation"]:
+                deferred = ("%d emulation lease(s) of another coordinator (another run_dir or /run) hold %s "
+                            "enabled; the last of them out restores it" % (len(foreign["emulation"]), self.entry))
+            else:
+                self._apply(target)
         status = self.entry_status()
-        self._event(state, why, lease=lease, detail="prior %s; entry now %s" % (
-            _describe_prior(state.get("prior")), _describe_status(status)))
+        if deferred:
+            self._event(state, "restore_deferred", lease=lease, detail="prior %s; entry now %s: %s" % (
+                _describe_prior(state.get("prior")), _describe_status(status), deferred))
+        else:
+            self._event(state, why, lease=lease, detail="prior %s; entry now %s" % (
+                _describe_prior(state.get("prior")), _describe_status(status)))
         self._clear_window(state)
-        return wrote
+        return deferred
+
+    def look(self, state, extra_pids=(), extra_markers=()):
+        """The instance as the other coordinators leave it (_window_instance.look):
+        root-owned shared locks on the entry that are not our holders' (native
+        windows of other coordinators), their exclusive locks, unprivileged lock
+        holders, and emulation markers on ``register`` that no lease of ours holds."""
+        ours = set(rec.get("pid") for rec in state["leases"].values() if rec.get("mode") == "native")
+        ours.update(extra_pids)
+        markers = [rec.get("marker") for rec in state["leases"].values() if rec.get("marker") is not None]
+        markers.extend(m for m in extra_markers if m is not None)
+        return instance.look(self.entry_path, self.register_path, ours, markers)
 
     @staticmethod
     def _clear_window(state):
-        for key in ("mode", "prior", "adopted", "opened_at", "native", "tier", "probe", "entry_ino", "boot_id"):
+        for key in ("mode", "prior", "adopted", "opened_at", "native", "tier", "probe", "entry_ino", "boot_id",
+                    "foreign"):
             state[key] = None
 
     def recover(self, state):
@@ -812,8 +907,7 @@ class Window(object):
         self._drop_lock_file(record)
         restored = False
         if not state["leases"] and state.get("prior") is not None:
-            self._restore(state, "restored", lease=lease_id)
-            restored = True
+            restored = self._restore(state, "restored", lease=lease_id) is None
         if why != "closed":         # a lease ended by itself (ttl, owner, signal, ...) is worth a line
             self._event(state, why, lease=lease_id)
         return record, restored
@@ -827,7 +921,7 @@ class Window(object):
             "prior_state": _prior_text(state.get("prior")),
         }
 
-    def holders_text(self, state):
+    def holders_text(self, state, foreign=None):
         parts = []
         for lease_id, rec in sorted(state["leases"].items()):
             owner = ""
@@ -836,6 +930,11 @@ class Window(object):
             parts.append("%s lease %s (holder pid %d: %s%s)" % (
                 rec["mode"], lease_id, rec["pid"], proc_cmdline(rec["pid"]), owner))
         text = "; ".join(parts) or "no leases"
+        if foreign and foreign.get("native"):
+            text += "; native window of another coordinator: %s" % instance.describe(foreign["native"])
+        if foreign and foreign.get("emulation"):
+            text += "; %d emulation lease(s) of another coordinator (markers on %s)" % (
+                len(foreign["emulation"]), self.register_path)
         locks = self.entry_lock_holders()
         if locks:
             text += "; locks on %s from /proc/locks: %s" % (self.entry_path, describe_lock_holders(locks))
@@ -848,24 +947,29 @@ class Window(object):
         self.ensure_dirs()
         _reap_children()
         lock_name = "lease-%s-%s.lock" % (lease_id, binascii.hexlify(os.urandom(4)).decode("ascii"))
-        config = {"lease_id": lease_id, "lock": lock_name, "lock_deadline": deadline,
+        config = {"lease_id": lease_id, "lock": lock_name,
                   "expires": expires, "owner_pid": owner_pid, "owner_start": owner_start,
                   "title": "nativearm-window-holder %s lease=%s %s" % (self.entry, lease_id, self.dir)}
         window = Window(self.entry, self.binfmt_misc, self.run_dir, instance_dir=self.dir)
         window.mutex_min_wait = self.mutex_min_wait
+        try:        # the holder reaches the entry and register through this checked descriptor only
+            dir_fd = bm.open_dir(self.binfmt_misc)
+        except (bm.BinfmtError, OSError) as exc:
+            raise WindowError("binfmt_misc: %s" % (getattr(exc, "message", None) or exc))
+        config["dir_fd"] = dir_fd
         ctl_r, ctl_w = os.pipe()
         st_r, st_w = os.pipe()
         try:
             pid = os.fork()
         except OSError as exc:
-            for fd in (ctl_r, ctl_w, st_r, st_w):
+            for fd in (ctl_r, ctl_w, st_r, st_w, dir_fd):
                 os.close(fd)
             raise WindowError("could not fork the lease holder: %s" % exc)
         if pid == 0:                                    # the holder: never returns from here
             _holder.run_forked(window, config, ctl_r, st_w, WindowError)
         _CHILDREN.add(pid)
-        os.close(ctl_r)
-        os.close(st_w)
+        for fd in (ctl_r, st_w, dir_fd):
+            os.close(fd)
         holder = Holder(pid, ctl_w, st_r, lock_name)
         line = holder.read_line(max(deadline - time.time(), 0) + HOLDER_START_WAIT)
         if line == "ready":
@@ -874,11 +978,6 @@ class Window(object):
         holder.close_pipes()
         if not wait_exit(pid, None, 5):
             holder.kill()
-        if line and line.startswith("blocked"):
-            holders = self.entry_lock_holders()
-            raise WindowError("%s is locked exclusively by another process; waited until the deadline "
-                              "for a shared lock. Lock holders from /proc/locks: %s"
-                              % (self.entry_path, describe_lock_holders(holders)), holders)
         raise WindowError("the lease holder (pid %d) did not start: %s" % (pid, line or "no answer"))
 
     def open(self, mode="native", lease_id=None, ttl=None, owner_pid=None, wait=30,
@@ -941,37 +1040,47 @@ class Window(object):
                         holder.dismiss()
                         committed = True
                         return result
-                    ok, blocker = admissible(state, mode, seq)
+                    foreign = self.look(state)
+                    ok, blocker = admissible(state, mode, seq, foreign=foreign)
                     if ok:
-                        state["waiters"].pop(token, None)
+                        waiting = state["waiters"].pop(token, None)
                         try:
                             admitted = self._admit(state, holder, mode, lease_id, expires, owner_pid,
                                                    owner_start, on_unsupported, probe, before,
-                                                   capability=capability)
+                                                   capability=capability, deadline=deadline)
+                            break
+                        except _NotNow:
+                            ok, blocker = False, "foreign_native"
+                            if waiting is not None:
+                                state["waiters"][token] = waiting
                         except WindowError:
                             raise
                         except Exception:
                             self._abandon(lease_id)
                             raise
-                        break
                     if time.time() >= deadline:
                         state["waiters"].pop(token, None)
                         if mode == "native" and on_unsupported == "emulate" and state.get("mode") != "native":
-                            ok = admissible(state, "emulation", ignore_fairness=True)[0]
+                            ok = admissible(state, "emulation", ignore_fairness=True, foreign=foreign)[0]
                             if ok:
                                 reason = ("native window not available after waiting %ss: %s"
-                                          % (wait, self.holders_text(state)))
+                                          % (wait, self.holders_text(state, foreign)))
                                 admitted = self._admit(state, holder, "emulation", lease_id, expires,
                                                        owner_pid, owner_start, on_unsupported, probe, before,
-                                                       reason=reason)
+                                                       reason=reason, deadline=deadline)
                                 break
                         self.save(state)
-                        what = ("the other mode's leases to drain" if blocker == "window_mode"
-                                else "earlier waiters of the other mode")
+                        what = {"window_mode": "the other mode's leases to drain",
+                                "fairness": "earlier waiters of the other mode",
+                                "foreign_native": "the native window of another coordinator (root-owned shared "
+                                                  "locks on the entry: a PR #9769 builder, or this collection "
+                                                  "with another run_dir or /run) to end",
+                                "foreign_emulation": "emulation leases of another coordinator (another run_dir "
+                                                     "or /run) to end"}.get(blocker, blocker)
                         holders = self.entry_lock_holders()
                         raise WindowError("%s: cannot open a %s lease on %s: waited %ss for %s; holders: %s"
                                           % (self.entry, mode, self.binfmt_misc, wait, what,
-                                             self.holders_text(state)), holders)
+                                             self.holders_text(state, foreign)), holders)
                     if seq is None:
                         state["seq"] = int(state.get("seq") or 0) + 1
                         seq = state["seq"]
@@ -1001,9 +1110,11 @@ class Window(object):
             return True
         try:
             snapshot = self.load()
-        except (IOError, OSError, ValueError):
+        except (IOError, OSError, ValueError, WindowError):
             return True
-        return lease_id in snapshot["leases"] or admissible(snapshot, mode, seq)[0]
+        if lease_id in snapshot["leases"]:
+            return True
+        return admissible(snapshot, mode, seq)[0] and admissible(snapshot, mode, seq, foreign=self.look(snapshot))[0]
 
     def _abandon(self, lease_id):
         """An unexpected error during admission (mutex held): take the lease
@@ -1047,8 +1158,34 @@ class Window(object):
         finally:
             self.release()
 
+    def _hold(self, state, holder, mode, deadline):
+        """Under the mutex, before the entry is touched: have the holder take its
+        mode's instance-wide mark (native: LOCK_SH on the entry; emulation: a
+        marker on ``register``, dropping any LOCK_SH). Returns (marker offset or
+        None, unprivileged exclusive lock holders that kept the LOCK_SH out).
+
+        A root-owned LOCK_EX on the entry (a PR #9769 builder's "last out" test)
+        is waited out until ``deadline``; an unprivileged one is not obeyed: the
+        lease goes on without LOCK_SH and its holder keeps trying to take it."""
+        while True:
+            line = holder.read_line(HOLDER_START_WAIT) if holder.send("hold %s" % mode) else None
+            if line and line.startswith("held"):
+                parts = line.split()
+                return (int(parts[1]) if len(parts) > 1 else None), []
+            if line != "busy":
+                raise WindowError("the lease holder pid %d did not take its locks: %s" % (holder.pid, line or "no answer"))
+            view = self.look(state, [holder.pid])
+            blockers = [h for h in view["unprivileged"] if h["access"] == "WRITE" and not h["blocked"]]
+            if not view["exclusive"] and blockers:
+                return None, blockers
+            if view["exclusive"] and time.time() >= deadline:
+                raise WindowError("%s is locked exclusively by root-owned process(es), waited until the deadline for "
+                                  "a shared lock: %s" % (self.entry_path, instance.describe(view["exclusive"])),
+                                  view["exclusive"])
+            time.sleep(0.005)
+
     def _admit(self, state, holder, mode, lease_id, expires, owner_pid, owner_start, on_unsupported, probe,
-               before, reason=None, capability=None):
+               before, reason=None, capability=None, deadline=None):
         """Admit the lease (caller holds the mutex and checked admissibility)."""
         now = time.time()
         first = state.get("mode") is None
@@ -1063,22 +1200,42 @@ class Window(object):
                     raise WindowError("%s: no native armhf window: %s; the entry was not touched (%s)"
                                       % (self.entry, why, _describe_status(self.entry_status())))
                 return self._admit(state, holder, "emulation", lease_id, expires, owner_pid, owner_start,
-                                   on_unsupported, probe, before, reason=why)
+                                   on_unsupported, probe, before, reason=why, deadline=deadline)
+        marker, ignored = self._hold(state, holder, mode, max(deadline or 0, now + 5.0))
+        view = self.look(state, [holder.pid], [marker])
+        if mode == "emulation" and view["native"]:
+            # a PR #9769 builder (no mutex) came in since the admissibility check
+            if reason is None:
+                self._hold(state, holder, "none", 0)        # drop the marker: it waits like any waiter
+                raise _NotNow()
+            raise WindowError("%s: cannot open an emulation lease on %s (%s): a native window of another "
+                              "coordinator holds the entry (root-owned shared locks: %s)"
+                              % (self.entry, self.binfmt_misc, reason, instance.describe(view["native"])),
+                              view["native"])
         record = {"mode": mode, "pid": holder.pid, "start": holder.start,
                   "lock": holder.lock_name, "owner_pid": owner_pid,
-                  "owner_start": owner_start, "created": round(now, 3), "expires": expires}
+                  "owner_start": owner_start, "created": round(now, 3), "expires": expires, "marker": marker}
         probe_result = None
         if first:
             status = self.entry_status()
-            state.update(mode=mode, prior={"present": status["present"], "enabled": status["enabled"]},
-                         adopted=None, opened_at=round(now, 3), entry_ino=status["ino"], boot_id=boot_id(),
-                         native=None,
-                         probe=None, tier=None, phase_seq=int(state.get("seq") or 0))
+            joined = mode == "native" and bool(view["native"]) and status["present"] and not status["enabled"]
+            # Joining another coordinator's native window: the entry it found disabled is
+            # that window's doing, so the prior state is the one before it, enabled.
+            prior = {"present": True, "enabled": True} if joined else {"present": status["present"],
+                                                                       "enabled": status["enabled"]}
+            state.update(mode=mode, prior=prior, adopted=None, opened_at=round(now, 3), entry_ino=status["ino"],
+                         boot_id=boot_id(), native=None, probe=None, tier=None,
+                         foreign=sorted(h["pid"] for h in view["native"]) if joined else None,
+                         phase_seq=int(state.get("seq") or 0))
             state["leases"][lease_id] = record
-            self._event(state, "opened", lease=lease_id, detail="%s window; prior %s" % (
-                mode, _describe_prior(state["prior"])))
+            self._event(state, "opened", lease=lease_id, detail="%s window; prior %s%s" % (
+                mode, _describe_prior(state["prior"]), "; joined the native window of another coordinator (%s)"
+                % instance.describe(view["native"]) if joined else ""))
             self.save(state)                   # prior recorded before the entry is touched
-            self._apply(desired_enabled(mode))
+            if mode == "native" or not self.look(state)["native"]:
+                # (a PR #9769 builder takes no mutex: one that arrived during the save is
+                # not re-enabled under; the holder defers to it, as in reassert)
+                self._apply(desired_enabled(mode))
             if mode == "native" and verdict and verdict.get("native_possible"):
                 probe_result = verdict.get("probe") or {"native": True, "method": verdict.get("method"),
                                                         "reason": verdict.get("reason")}
@@ -1090,14 +1247,15 @@ class Window(object):
                 state["probe"] = _short_probe(probe_result)
                 if not probe_result.get("native"):
                     del state["leases"][lease_id]
-                    self._restore(state, "probe_failed_rollback", lease=lease_id)
+                    deferred = self._restore(state, "probe_failed_rollback", lease=lease_id, ours=[holder.pid])
                     why = probe_result.get("reason") or "native probe failed"
-                    if on_unsupported == "fail":
+                    if on_unsupported == "fail" or deferred:
                         self.save(state)
-                        raise WindowError("%s: no native armhf window: %s; the entry was put back (%s)"
-                                          % (self.entry, why, _describe_status(self.entry_status())))
+                        raise WindowError("%s: no native armhf window: %s; %s (%s)"
+                                          % (self.entry, why, deferred or "the entry was put back",
+                                             _describe_status(self.entry_status())))
                     return self._admit(state, holder, "emulation", lease_id, expires, owner_pid, owner_start,
-                                       on_unsupported, probe, before, reason=why)
+                                       on_unsupported, probe, before, reason=why, deadline=deadline)
                 state["native"] = True
             else:
                 state["native"] = False
@@ -1110,6 +1268,13 @@ class Window(object):
         result["first"] = first
         result["reason"] = reason
         result["probe"] = _short_probe(probe_result) if probe_result else None
+        result["foreign_windows"] = {"native": [h["pid"] for h in view["native"]], "emulation": len(view["emulation"])}
+        unprivileged = ignored or view["unprivileged"]
+        if unprivileged:
+            result["lock_holders_ignored"] = unprivileged
+            result["warning"] = ("unprivileged processes hold locks on %s; they are not obeyed (they can neither "
+                                 "block a window nor keep the entry disabled): %s"
+                                 % (self.entry_path, instance.describe(unprivileged)))
         return result
 
     def _commit(self, holder, result):
@@ -1224,12 +1389,26 @@ class Window(object):
             if lease_id not in state["leases"]:
                 self.save(state)
                 return self._closed_result(state, lease_id, record, True, recovered == "restored", before)
+            last = len(state["leases"]) == 1
+            if last:
+                # The last lease out decides whether to restore by what other coordinators
+                # hold: its own holder's locks must be gone first (a PR #9769 builder
+                # leaving meanwhile must see no LOCK_SH of ours). It is ours and under
+                # the mutex it can do nothing: SIGKILL, and wait for its exit.
+                _kill_holder(record)
             record, restored = self._remove_lease(state, lease_id, "closed")
+            events = state.get("events") or [{}]
+            deferred = events[-1].get("detail") if last and events[-1].get("event") == "restore_deferred" else None
             self.save(state)
         finally:
             self.release()
-        _stop_holder(record)
-        wait_exit(record["pid"], record.get("start"), 5)     # its locks are gone when it has exited
+        if deferred:
+            result = self._closed_result(state, lease_id, record, True, False, before)
+            result["reason"] = "restore deferred: " + deferred
+            return result
+        if not last:
+            _stop_holder(record)
+            wait_exit(record["pid"], record.get("start"), 5)     # its locks are gone when it has exited
         return self._closed_result(state, lease_id, record, True, restored, before)
 
     def _closed_result(self, state, lease_id, record, changed, restored, before, after=None):
@@ -1260,12 +1439,15 @@ class Window(object):
 
     def reassert(self, lease_id, mode, held_ino):
         """Under the mutex, put the entry back in ``mode``'s state if something
-        changed it. Returns (still_open, new entry inode or None)."""
+        changed it. Returns (still_open, new entry inode or None, deferred): an
+        emulation lease does not re-enable the entry under a native window of
+        another coordinator (a PR #9769 builder that arrived and disabled it):
+        ``deferred`` is then True, and that window's last out re-enables it."""
         self.acquire()
         try:
             state = self.load()
             if lease_id not in state["leases"]:
-                return False, None
+                return False, None, False
             status = self.entry_status()
             want = desired_enabled(state.get("mode") or mode)
             changed = False
@@ -1282,15 +1464,26 @@ class Window(object):
                 state["entry_ino"] = None
                 self._event(state, "entry_vanished", lease=lease_id)
                 changed = True
+            deferred = False
             if status["present"] and status["enabled"] != want:
-                self._apply(want)
-                self._event(state, "reasserted", lease=lease_id, detail="entry was %s behind our back; %s again"
-                            % ("enabled" if status["enabled"] else "disabled",
-                               "enabled" if want else "disabled"))
-                changed = True
+                foreign = self.look(state) if want else None
+                if foreign and foreign["native"]:
+                    deferred = True
+                    events = state.get("events") or [{}]
+                    if events[-1].get("event") != "reassert_deferred" or events[-1].get("lease") != lease_id:
+                        self._event(state, "reassert_deferred", lease=lease_id, detail=(
+                            "entry disabled by a native window of another coordinator (%s); not re-enabled "
+                            "under it" % instance.describe(foreign["native"])))
+                        changed = True
+                else:
+                    self._apply(want)
+                    self._event(state, "reasserted", lease=lease_id, detail="entry was %s behind our back; %s again"
+                                % ("enabled" if status["enabled"] else "disabled",
+                                   "enabled" if want else "disabled"))
+                    changed = True
             if changed:
                 self.save(state)
-            return True, status["ino"]
+            return True, status["ino"], deferred
         finally:
             self.release()
 
@@ -1331,7 +1524,9 @@ class Window(object):
                            "owner_pid": rec.get("owner_pid"), "expires": rec.get("expires"),
                            "created": rec.get("created"),
                            "alive": alive[lease_id] if alive is not None else True})
+        foreign = self.look(state)
         return {"entry": self.entry, "records": self.dir, "mode": state.get("mode"),
+                "foreign_windows": {"native": foreign["native"], "emulation": len(foreign["emulation"])},
                 "lease_count": len(leases), "leases": leases, "prior_state": _prior_text(state.get("prior")),
                 "native": state.get("native"), "stale": stale, "restored": restored,
                 "waiters": len(state.get("waiters") or {}), "events": list(state.get("events") or []),
@@ -1341,6 +1536,18 @@ class Window(object):
 # ---------------------------------------------------------------------------
 # module-level helpers
 # ---------------------------------------------------------------------------
+
+def _kill_holder(record):
+    """SIGKILL a holder of ours (pid and start time checked) and wait for its exit:
+    the kernel has dropped its locks when this returns True."""
+    pid = record.get("pid")
+    if pid and pid_alive(pid, record.get("start")):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return wait_exit(pid, record.get("start"), 5)
+
 
 def _stop_holder(record):
     """Tell a live holder its lease was closed for it (SIGUSR1: exit, touch nothing)."""

@@ -84,7 +84,8 @@ options:
     choices: [connection]
   wait:
     description:
-      - Seconds to wait for the other mode to drain (or for a foreign exclusive lock on the entry), then
+      - Seconds to wait for the other mode to drain (also other coordinators' windows, or a root-owned
+        exclusive lock on the entry), then
         fail naming every holder, or fall back per O(on_unsupported).
     type: int
     default: 30
@@ -111,19 +112,24 @@ notes:
   - "Invariants, at every instant: I1 while any native lease is open the entry is disabled; I2 while any
     emulation lease is open it is enabled; I3 when the last lease ends (closed, ttl, owner_pid, or its
     holder killed and a later caller recovered) the entry is in its prior state."
-  - "Protocol: every transition happens under a mutex, an flock(2) on a file in O(run_dir) that only root
-    can open (bounded wait; a timeout names the pids holding it). The records (window mode, prior state,
-    leases, waiters, events) are replaced atomically in the same critical section as the entry write
-    they justify. The first lease records the prior state before it touches the entry."
+  - "Protocol: every transition happens under the binfmt_misc instance's own mutex, an flock(2) on its
+    C(register) file, which only root can open, shared by every caller of the instance whatever its
+    O(run_dir) or mount namespace (a build container with its own /run). The records (window mode,
+    prior state, leases, waiters, events) are replaced atomically in the same critical section as the
+    entry write they justify. The first lease records the prior state before it touches the entry."
   - "A lease is live while its holder holds LOCK_EX on its own lease lock file; the kernel drops that lock
     when the holder dies (SIGKILL, OOM). A window whose leases are all dead is stale: the next open,
     close, or M(nativearm.binfmt.binfmt_info) restores the prior state, onto the entry the window
     changed only: when the entry was re-registered since (new inode) or the records are from another
     boot, they are dropped and the entry is left as its registrant set it (event
     C(stale_window_dropped))."
-  - "No flock conversion is ever relied on (LOCK_EX to LOCK_SH is not atomic on Linux). Holders keep
-    LOCK_SH on the entry file so /proc/locks shows who uses it; a foreign LOCK_SH never blocks, a foreign
-    LOCK_EX delays an open by at most O(wait), then the error names each holder's pid and command line."
+  - "Other coordinators: as in Armbian PR 9769, a LOCK_SH on the entry means a native window user is
+    here; only native holders hold it (emulation holders keep a lock on a byte of C(register) instead).
+    A native open joins another coordinator's native window (a PR 9769 builder, or this collection with
+    another O(run_dir) or /run) with prior state V(enabled); an emulation open waits for it; a last
+    close defers the restore while it remains, and whoever is last out restores. Unprivileged processes
+    that flock the world-readable entry are reported (RV(lock_holders_ignored)), never obeyed. No flock
+    conversion is ever relied on (LOCK_EX to LOCK_SH is not atomic on Linux)."
   - "Fairness: once an opener of the other mode waits, new joiners of the current mode queue behind it,
     so neither mode starves. A window admits, together, every waiter of its mode that was already
     waiting when it opened (phase-fair batches); waiters poll the records without the mutex."
@@ -208,9 +214,28 @@ first:
   returned: always
   type: bool
 restored:
-  description: This close put the entry back in its prior state.
+  description:
+    - This close put the entry back in its prior state.
+    - False with RV(reason) when the restore was deferred to another coordinator still using the entry
+      (a native window of an Armbian PR 9769 builder, or of this collection with another O(run_dir) or
+      /run); its last out restores it.
   returned: always
   type: bool
+foreign_windows:
+  description:
+    - Windows of other coordinators of this binfmt_misc instance seen by this open. V(native) lists
+      root-owned processes holding a shared lock on the entry that are not this collection's holders
+      of this O(run_dir) (pid, uid, cmdline); V(emulation) counts emulation leases of other run dirs or
+      mount namespaces. A native open joins a foreign native window (prior state V(enabled)).
+  returned: when state is open
+  type: dict
+lock_holders_ignored:
+  description:
+    - Unprivileged processes holding locks on the entry (pid, uid, cmdline, access). They are reported
+      and never obeyed (they cannot block a window or keep the entry disabled); a warning names them too.
+  returned: when there are some
+  type: list
+  elements: dict
 prior_state:
   description: The entry's state before the window (V(enabled), V(disabled), V(absent)); null when no window.
   returned: always
@@ -222,7 +247,9 @@ tier:
   type: str
   sample: native_probe
 reason:
-  description: Why the lease is not native (probe failure, emulation leases held past O(wait)); null otherwise.
+  description:
+    - Why the lease is not native (the capability check, a probe failure, emulation leases held past
+      O(wait)), or why a close deferred the restore; null otherwise.
   returned: always
   type: str
 holder_pid:

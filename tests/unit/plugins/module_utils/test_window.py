@@ -21,7 +21,7 @@ garbage line
 def test_parse_proc_locks():
     locks = W.parse_proc_locks(LOCKS)
     assert locks[0] == {"kind": "FLOCK", "access": "READ", "pid": 4242, "dev": (0, 0x2c), "ino": 17,
-                        "blocked": False}
+                        "start": 0, "blocked": False}
     assert locks[1]["blocked"] and locks[1]["pid"] == 777 and locks[1]["access"] == "WRITE"
     assert locks[2]["dev"] == (0xfd, 1) and locks[2]["ino"] == 1234567
     assert locks[3]["kind"] == "POSIX" and locks[4]["pid"] == -1

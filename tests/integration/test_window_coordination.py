@@ -1,0 +1,328 @@
+"""One window per binfmt_misc instance, shared with other coordinators, on the real kernel.
+
+- two ``run_dir`` values on one instance, and a second mount namespace with its
+  own tmpfs /run (a build container that sees the host's binfmt_misc): a native
+  lease through one and an emulation lease through the other are never both
+  admitted, and the entry ends in its prior state;
+- Armbian PR #9769 builders (written here in shell with flock(1), as that PR
+  does: LOCK_SH on the entry while building, first in disables, last out
+  re-enables iff LOCK_EX|LOCK_NB succeeds), in both orders, the entry state
+  asserted at every step.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ansible_env import collections_path
+from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
+
+from window_support import ENTRY, Host, gone, true_probe, wait_for
+
+INNER_ENTRY = "/proc/sys/fs/binfmt_misc/" + ENTRY
+
+# A PR #9769 builder: LOCK_SH on a long-lived descriptor of the entry (flock(1) takes
+# it on the shell's descriptor and exits), first in disables, then "in"; on a line
+# from stdin it leaves: releases, and re-enables iff LOCK_EX|LOCK_NB on a fresh
+# descriptor succeeds (no other LOCK_SH left). It says "restored" or "kept".
+PR9769_BUILDER = r"""
+entry=$1
+exec 9<"$entry"
+flock -s 9
+if [ "$(head -n1 "$entry")" = enabled ]; then echo 0 > "$entry"; fi
+echo in
+read line
+exec 9<&-
+exec 8<"$entry"
+if flock -x -n 8; then echo 1 > "$entry"; echo restored; else echo kept; fi
+exec 8<&-
+"""
+
+
+class Builder(object):
+    """A PR #9769 builder running inside the sandbox (as its root)."""
+
+    def __init__(self, inst):
+        self.proc = subprocess.Popen(inst.nsenter(["sh", "-c", PR9769_BUILDER, "pr9769-builder", INNER_ENTRY]),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "in"
+
+    def leave(self):
+        self.proc.stdin.write("leave\n")
+        self.proc.stdin.flush()
+        said = self.proc.stdout.readline().strip()
+        self.proc.wait(10)
+        return said
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def host(instance, tmp_path):
+    h = Host(instance, tmp_path / "run")
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def builders():
+    started = []
+    yield lambda inst: started.append(Builder(inst)) or started[-1]
+    for b in started:
+        b.kill()
+
+
+def open_native(window, **kw):
+    kw.setdefault("probe", true_probe)
+    kw.setdefault("ttl", 120)
+    return window.open("native", **kw)
+
+
+def open_emulation(window, **kw):
+    kw.setdefault("ttl", 120)
+    return window.open("emulation", **kw)
+
+
+def steady(host, state, times=20):
+    """The entry reads ``state`` on every one of ``times`` looks over a few holder polls."""
+    for dummy in range(times):
+        assert host.entry() == state
+        time.sleep(W.POLL / 2)
+
+
+# ---------------------------------------------------------------------------
+# PR #9769 builders
+# ---------------------------------------------------------------------------
+
+def test_builder_first_in_and_first_out(host, builders):
+    before = host.inst.snapshot()
+    b = builders(host.inst)
+    assert host.entry() == "disabled"                     # its first-in disable
+    a = open_native(host.window())
+    # we join its window: the entry it found disabled is its doing, so the prior is "enabled"
+    assert a["first"] and a["native"] and a["prior_state"] == "enabled"
+    assert a["foreign_windows"]["native"]                 # the builder's shell, named
+    assert host.entry() == "disabled"
+    assert b.leave() == "kept"                            # our LOCK_SH: it is not last out
+    steady(host, "disabled")                              # and it did not re-enable under us
+    c = host.window().close(a["lease_id"])
+    assert c["restored"] and host.entry() == "enabled"    # we are last out: we restore
+    assert host.inst.snapshot() == before
+
+
+def test_builder_first_in_we_finish_first(host, builders):
+    before = host.inst.snapshot()
+    b = builders(host.inst)
+    a = open_native(host.window())
+    assert a["prior_state"] == "enabled" and host.entry() == "disabled"
+    c = host.window().close(a["lease_id"])
+    # the builder still runs natively: the restore is deferred, qemu-arm stays disabled
+    assert not c["restored"] and "deferred" in c["reason"] and host.entry() == "disabled"
+    assert "restore_deferred" in [e["event"] for e in host.facts()["events"]]
+    wait_for(lambda: gone(a["holder_pid"]))
+    steady(host, "disabled")
+    assert b.leave() == "restored"                        # it is last out: it re-enables
+    assert host.entry() == "enabled"
+    assert host.facts()["lease_count"] == 0 and host.facts()["prior_state"] is None
+    assert host.inst.snapshot() == before
+
+
+def test_ours_first_builder_joins_and_leaves_last(host, builders):
+    before = host.inst.snapshot()
+    a = open_native(host.window())
+    assert a["first"] and a["prior_state"] == "enabled" and host.entry() == "disabled"
+    b = builders(host.inst)                               # sees it disabled: writes nothing
+    assert host.entry() == "disabled"
+    c = host.window().close(a["lease_id"])
+    assert not c["restored"] and host.entry() == "disabled"  # never re-enabled while it builds
+    steady(host, "disabled")
+    assert b.leave() == "restored"
+    assert host.entry() == "enabled"
+    assert host.inst.snapshot() == before
+
+
+def test_ours_first_builder_leaves_first(host, builders):
+    before = host.inst.snapshot()
+    a = open_native(host.window())
+    b = builders(host.inst)
+    assert b.leave() == "kept" and host.entry() == "disabled"
+    steady(host, "disabled")
+    c = host.window().close(a["lease_id"])
+    assert c["restored"] and host.entry() == "enabled"
+    assert host.inst.snapshot() == before
+
+
+def test_emulation_open_waits_for_a_builder_then_names_it(host, builders):
+    before = host.inst.snapshot()
+    b = builders(host.inst)
+    t0 = time.time()
+    with pytest.raises(W.WindowError) as err:
+        open_emulation(host.window(), wait=1)
+    assert time.time() - t0 >= 1
+    assert "another coordinator" in err.value.message and "pr9769-builder" in err.value.message
+    assert host.entry() == "disabled" and host.facts()["lease_count"] == 0
+    assert b.leave() == "restored" and host.entry() == "enabled"
+    e = open_emulation(host.window(), wait=1)
+    assert e["mode"] == "emulation" and host.entry() == "enabled"
+    host.window().close(e["lease_id"])
+    assert host.inst.snapshot() == before
+
+
+def test_emulation_lease_does_not_reenable_under_a_builder(host, builders):
+    """A builder that arrives during an emulation lease disables qemu-arm (its protocol
+    knows no emulation lease); the emulation holder does not fight it, and its lease
+    holds no LOCK_SH, so the builder's own last-out re-enables."""
+    before = host.inst.snapshot()
+    e = open_emulation(host.window())
+    assert host.entry() == "enabled"
+    b = builders(host.inst)
+    assert host.entry() == "disabled"
+    wait_for(lambda: "reassert_deferred" in [ev["event"] for ev in host.facts()["events"]], timeout=5)
+    steady(host, "disabled")
+    assert b.leave() == "restored" and host.entry() == "enabled"
+    c = host.window().close(e["lease_id"])
+    assert c["restored"] and host.entry() == "enabled"
+    assert host.inst.snapshot() == before
+
+
+# ---------------------------------------------------------------------------
+# two run dirs on one instance
+# ---------------------------------------------------------------------------
+
+def test_two_run_dirs_native_first(host, tmp_path):
+    before = host.inst.snapshot()
+    other = W.Window(ENTRY, host.path, str(tmp_path / "other-run"))
+    assert other.dir != host.window().dir
+    a = open_native(host.window())
+    assert host.entry() == "disabled"
+    with pytest.raises(W.WindowError) as err:
+        open_emulation(other, wait=1)
+    assert "another coordinator" in err.value.message and "nativearm-window-holder" in err.value.message
+    assert host.entry() == "disabled"
+    b = open_native(other)                               # joins: its own records, prior "enabled"
+    assert b["first"] and b["prior_state"] == "enabled" and a["holder_pid"] in b["foreign_windows"]["native"]
+    c = host.window().close(a["lease_id"])
+    assert not c["restored"] and host.entry() == "disabled"
+    d = other.close(b["lease_id"])
+    assert d["restored"] and host.entry() == "enabled"
+    assert host.inst.snapshot() == before
+
+
+def test_two_run_dirs_emulation_first(host, tmp_path):
+    before = host.inst.snapshot()
+    other = W.Window(ENTRY, host.path, str(tmp_path / "other-run"))
+    e = open_emulation(host.window())
+    with pytest.raises(W.WindowError) as err:
+        open_native(other, wait=1, on_unsupported="fail")
+    assert "emulation leases of another coordinator" in err.value.message
+    assert host.entry() == "enabled"
+    f = open_native(other, wait=1)                       # on_unsupported: emulate
+    assert f["mode"] == "emulation" and f["native"] is False and "another coordinator" in f["reason"]
+    assert f["foreign_windows"]["emulation"] == 1
+    assert host.entry() == "enabled"
+    host.window().close(e["lease_id"])
+    assert host.entry() == "enabled"
+    other.close(f["lease_id"])
+    assert host.entry() == "enabled"
+    a = open_native(other, wait=1, on_unsupported="fail")   # all gone: native again
+    assert a["native"] and host.entry() == "disabled"
+    other.close(a["lease_id"])
+    assert host.inst.snapshot() == before
+
+
+# ---------------------------------------------------------------------------
+# a second mount namespace with its own /run (a build container)
+# ---------------------------------------------------------------------------
+
+CONTAINER_LEASE = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
+mode, wait = sys.argv[2], float(sys.argv[3])
+w = W.Window()                          # the defaults: /proc/sys/fs/binfmt_misc, /run/nativearm-binfmt
+try:
+    r = w.open(mode, probe=lambda: W.run_probe(["/bin/true"]), wait=wait, ttl=120, on_unsupported="fail")
+except W.WindowError as exc:
+    print(json.dumps({"error": exc.message}), flush=True)
+    sys.exit(0)
+print(json.dumps({"lease_id": r["lease_id"], "mode": r["mode"], "first": r["first"], "records": w.dir,
+                  "prior_state": r["prior_state"], "holder_pid": r["holder_pid"]}), flush=True)
+sys.stdin.readline()
+c = w.close(r["lease_id"])
+print(json.dumps({"restored": c["restored"], "reason": c["reason"]}), flush=True)
+"""
+
+
+class Container(object):
+    """A lease opened in a new mount namespace of the sandbox with a fresh tmpfs on /run."""
+
+    def __init__(self, inst, mode, wait=1):
+        script = 'mount -t tmpfs nativearm-test-run /run && exec "$@"'
+        self.proc = subprocess.Popen(
+            inst.nsenter(["unshare", "-m", "sh", "-c", script, "container",
+                          sys.executable, "-c", CONTAINER_LEASE, collections_path(), mode, str(wait)]),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.opened = json.loads(self.proc.stdout.readline())
+
+    def close(self):
+        self.proc.stdin.write("close\n")
+        self.proc.stdin.flush()
+        closed = json.loads(self.proc.stdout.readline())
+        self.proc.wait(10)
+        return closed
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def containers():
+    started = []
+    yield lambda *a, **kw: started.append(Container(*a, **kw)) or started[-1]
+    for c in started:
+        c.kill()
+
+
+def test_container_with_its_own_run_native_first(host, containers):
+    before = host.inst.snapshot()
+    c = containers(host.inst, "native")
+    assert c.opened.get("first") and c.opened["mode"] == "native", c.opened
+    assert not c.opened["records"].startswith(host.run_dir)   # its records are in its own /run
+    assert not os.path.exists(os.path.join(host.run_dir, os.path.basename(c.opened["records"]), "state-qemu-arm.json"))
+    assert host.entry() == "disabled"
+    with pytest.raises(W.WindowError) as err:
+        open_emulation(host.window(), wait=1)
+    assert "another coordinator" in err.value.message
+    assert host.entry() == "disabled"
+    a = open_native(host.window())                        # joins the container's window
+    assert a["first"] and a["prior_state"] == "enabled"
+    closed = c.close()
+    assert not closed["restored"] and "deferred" in closed["reason"] and host.entry() == "disabled"
+    assert host.window().close(a["lease_id"])["restored"] and host.entry() == "enabled"
+    assert host.inst.snapshot() == before
+
+
+def test_container_with_its_own_run_emulation_first(host, containers):
+    before = host.inst.snapshot()
+    e = open_emulation(host.window())
+    c = containers(host.inst, "native")                   # on_unsupported: fail, wait 1 s
+    assert "emulation leases of another coordinator" in c.opened.get("error", ""), c.opened
+    assert host.entry() == "enabled"
+    host.window().close(e["lease_id"])
+    d = containers(host.inst, "emulation")
+    assert d.opened.get("mode") == "emulation", d.opened
+    f = open_native(host.window(), wait=1)                # emulates: the container's emulation lease
+    assert f["mode"] == "emulation" and host.entry() == "enabled"
+    d.close()
+    assert host.entry() == "enabled"
+    host.window().close(f["lease_id"])
+    assert host.entry() == "enabled"
+    assert host.inst.snapshot() == before
