@@ -11,12 +11,13 @@ import pytest
 import window_stress
 
 
-@pytest.mark.parametrize("prior_enabled", [True, False], ids=["prior-enabled", "prior-disabled"])
-def test_window_stress_reduced(prior_enabled):
+@pytest.mark.parametrize("prior_enabled,run_dirs,builders", [(True, 1, 0), (False, 1, 0), (True, 2, 1)],
+                         ids=["prior-enabled", "prior-disabled", "two-run-dirs-and-a-pr9769-builder"])
+def test_window_stress_reduced(prior_enabled, run_dirs, builders):
     workers = int(os.environ.get("NATIVEARM_STRESS_WORKERS", "8"))
     cycles = int(os.environ.get("NATIVEARM_STRESS_CYCLES", "25"))
     summary = window_stress.run(workers=workers, cycles=cycles, kill_rate=0.1,
-                                prior_enabled=prior_enabled)
+                                prior_enabled=prior_enabled, run_dirs=run_dirs, builders=builders)
     assert summary["violations"] == 0, summary["messages"]
     assert summary["errors"] == 0, summary["messages"]
     assert summary["cycles"] == workers * cycles
@@ -25,3 +26,5 @@ def test_window_stress_reduced(prior_enabled):
     assert summary["native"] > 0 and summary["emulation"] > 0
     assert summary["final"] == summary["prior"] and summary["final_leases"] == 0
     assert summary["leftover_holders"] == 0
+    if builders:
+        assert summary["builder_rounds"] > 0 and summary["builder_violations"] == 0

@@ -19,7 +19,18 @@ At the end, stale windows are recovered through window_facts (what binfmt_info
 does) and the entry must equal its prior state with no lease and no holder
 left. Prints cycles, kills, violations and the final vs the prior state.
 
-    python tests/stress/window_stress.py --workers 64 --cycles 2000 --kill-rate 0.05
+``--run-dirs N`` spreads the workers over N run dirs (N coordinators of one
+instance, each with its own records; the observer then checks each run dir's
+leases against the entry). ``--builders N`` runs N Armbian PR #9769 builders
+alongside (shell + flock(1): LOCK_SH on the entry while building, first in
+disables, last out re-enables iff LOCK_EX|LOCK_NB succeeds); while "building"
+each reads the entry and counts every ``enabled`` it sees as a violation (never
+re-enabled under a native build). Such a builder takes no mutex and knows no
+emulation lease, so one that arrives during an emulation lease disables the
+entry: emulation leases seeing ``disabled`` then are counted apart
+(``emulation_under_builder``), not as violations (window.py, "Invariants").
+
+    python tests/stress/window_stress.py --workers 64 --cycles 2000 --kill-rate 0.05 --run-dirs 2 --builders 4
 
 Runs as root (Linux >= 6.7). The machine's global binfmt_misc is never used.
 """
@@ -30,6 +41,7 @@ import os
 import queue
 import random
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -68,13 +80,36 @@ def _true_probe():
     return W.run_probe(["/bin/true"])
 
 
+# A PR #9769 builder in a loop (seed 000), run inside the sandbox: $1 the entry, $2 a
+# file whose existence stops it, $3 a file it appends one line per round to.
+PR9769_BUILDER_LOOP = r"""
+entry=$1; stop=$2; log=$3
+while [ ! -e "$stop" ]; do
+  exec 9<"$entry"
+  flock -s 9
+  if [ "$(head -n1 "$entry")" = enabled ]; then echo 0 > "$entry"; fi
+  bad=0; i=0
+  while [ $i -lt 30 ]; do
+    [ "$(head -n1 "$entry")" = enabled ] && bad=$((bad+1))
+    i=$((i+1))
+  done
+  exec 9<&-
+  exec 8<"$entry"
+  if flock -x -n 8; then echo 1 > "$entry"; out=restored; else out=kept; fi
+  exec 8<&-
+  echo "$bad $out" >> "$log"
+  sleep 0.2         # builds come and go: emulation openers (which wait for them) get their turn
+done
+"""
+
+
 def worker(index, path, run_dir, cycles, kill_rate, native_share, hold_ms, out, done=None):
     try:
         _worker(index, path, run_dir, cycles, kill_rate, native_share, hold_ms, out, done)
     except BaseException:
         import traceback
         stats = {"cycles": 0, "native": 0, "emulation": 0, "kills": 0, "left_stale": 0, "errors": 1,
-                 "violations": 0, "checks": 0, "open_ms": [], "close_ms": [],
+                 "violations": 0, "checks": 0, "emulation_under_builder": 0, "open_ms": [], "close_ms": [],
                  "messages": ["worker %d crashed: %s" % (index, traceback.format_exc()[-800:])]}
         out.put((index, stats))
 
@@ -83,7 +118,8 @@ def _worker(index, path, run_dir, cycles, kill_rate, native_share, hold_ms, out,
     rnd = random.Random(index * 7919 + int(time.time()))
     w = W.Window(ENTRY, path, run_dir)
     stats = {"cycles": 0, "native": 0, "emulation": 0, "kills": 0, "left_stale": 0, "errors": 0,
-             "violations": 0, "checks": 0, "open_ms": [], "close_ms": [], "messages": []}
+             "violations": 0, "checks": 0, "emulation_under_builder": 0, "open_ms": [], "close_ms": [],
+             "messages": []}
     for dummy in range(cycles):
         mode = "native" if rnd.random() < native_share else "emulation"
         t0 = time.time()
@@ -101,7 +137,9 @@ def _worker(index, path, run_dir, cycles, kill_rate, native_share, hold_ms, out,
         while True:                            # lock-free I1/I2 checks while the lease is open
             seen = _entry_enabled(path)
             stats["checks"] += 1
-            if seen is not None and seen != want:
+            if seen is False and mode == "emulation" and _builder_in(w, path):
+                stats["emulation_under_builder"] += 1     # a PR #9769 builder disabled it (no mutex)
+            elif seen is not None and seen != want:
                 stats["violations"] += 1
                 if len(stats["messages"]) < 3:
                     stats["messages"].append("worker %d: %s lease %s saw the entry %s"
@@ -130,6 +168,24 @@ def _worker(index, path, run_dir, cycles, kill_rate, native_share, hold_ms, out,
     out.put((index, stats))
 
 
+def _builder_in(w, path):
+    """A native window of another coordinator holds the entry (root LOCK_SH not ours)."""
+    state = w.load()
+    return bool(W.instance.look(os.path.join(path, ENTRY), os.path.join(path, "register"),
+                                [r["pid"] for r in state["leases"].values()])["native"])
+
+
+def _settled(w, path, timeout=1.0):
+    """Under the mutex, with PR #9769 builders about: True once the entry is enabled or
+    a builder is in (a native window of another coordinator) within ``timeout``."""
+    end = time.time() + timeout
+    while time.time() < end:
+        if _entry_enabled(path) is not False or _builder_in(w, path):
+            return True
+        time.sleep(0.005)
+    return False
+
+
 def _count(done):
     """One more cycle finished, for the progress lines."""
     if done is not None:
@@ -137,8 +193,9 @@ def _count(done):
             done.value += 1
 
 
-def observer(path, run_dir, prior, stop, out):
-    w = W.Window(ENTRY, path, run_dir)
+def observer(path, run_dirs, prior, stop, out, builders=0):
+    windows = [W.Window(ENTRY, path, run_dir) for run_dir in run_dirs]
+    w = windows[0]
     stats = {"checks": 0, "violations": 0, "stale_seen": 0, "messages": []}
 
     def bad(text):
@@ -150,22 +207,31 @@ def observer(path, run_dir, prior, stop, out):
             w.acquire()
         except W.WindowError:
             continue
-        try:
-            state = w.load()
-            live = [r["mode"] for r in state["leases"].values() if w.lease_alive(r)]
+        try:            # the instance mutex: every run dir's transitions wait for it
+            states = [x.load() for x in windows]
+            live = [r["mode"] for x, state in zip(windows, states) for r in state["leases"].values()
+                    if x.lease_alive(r)]
             enabled = _entry_enabled(path)
+            stats["checks"] += 1
+            if "native" in live and "emulation" in live:
+                bad("native and emulation leases live together")
+            if "native" in live and enabled is not False:
+                bad("I1: native lease live, entry %s" % enabled)
+            no_window = all(not state["leases"] and state.get("prior") is None for state in states)
+            if not builders:
+                if "emulation" in live and enabled is not True:
+                    bad("I2: emulation lease live, entry %s" % enabled)
+                if no_window and enabled != prior:
+                    bad("I3: no lease recorded, entry %s, prior %s" % (enabled, prior))
+            elif ("emulation" in live or no_window) and enabled is False and not _settled(w, path):
+                # a PR #9769 builder takes no mutex: between its LOCK_SH release and its
+                # re-enable the entry is disabled with no window; that passes within its
+                # last-out step, while we hold the mutex (none of ours can write)
+                bad("%s: entry disabled with no native window of any coordinator"
+                    % ("I2" if "emulation" in live else "I3"))
         finally:
             w.release()
-        stats["checks"] += 1
-        if "native" in live and "emulation" in live:
-            bad("native and emulation leases live together")
-        if "native" in live and enabled is not False:
-            bad("I1: native lease live, entry %s" % enabled)
-        if "emulation" in live and enabled is not True:
-            bad("I2: emulation lease live, entry %s" % enabled)
-        if not state["leases"] and state.get("prior") is None and enabled != prior:
-            bad("I3: no lease recorded, entry %s, prior %s" % (enabled, prior))
-        if state["leases"] and not live:
+        if any(state["leases"] for state in states) and not live:
             stats["stale_seen"] += 1
         time.sleep(0.01)
     out.put(("observer", stats))
@@ -179,12 +245,13 @@ def pct(values, p):
 
 
 def run(workers=8, cycles=25, kill_rate=0.05, native_share=0.7, hold_ms=20, prior_enabled=True,
-        verbose=True, progress=30.0):
+        verbose=True, progress=30.0, run_dirs=1, builders=0):
     """Run one stress round; returns the summary dict (``ok`` says all is well)."""
     ctx = multiprocessing.get_context("fork")
     started = time.time()
     with Instance() as inst:
         run_dir = tempfile.mkdtemp(prefix="nativearm-stress-")
+        dirs = [run_dir] + [tempfile.mkdtemp(prefix="nativearm-stress-") for dummy in range(run_dirs - 1)]
         magic, mask, offset = preset("arm")
         bm.register(bm.make_definition(ENTRY, "/usr/bin/qemu-arm-static", magic=magic, mask=mask,
                                        offset=offset, flags="F"), inst.path)
@@ -193,11 +260,16 @@ def run(workers=8, cycles=25, kill_rate=0.05, native_share=0.7, hold_ms=20, prio
         prior = _entry_enabled(inst.path)
         out = ctx.Queue()
         stop = ctx.Event()
-        obs = ctx.Process(target=observer, args=(inst.path, run_dir, prior, stop, out))
+        obs = ctx.Process(target=observer, args=(inst.path, dirs, prior, stop, out, builders))
         obs.start()
+        stopfile = os.path.join(run_dir, "builders.stop")
+        logs = [os.path.join(run_dir, "builder-%d.log" % i) for i in range(builders)]
+        shells = [subprocess.Popen(inst.nsenter(["sh", "-c", PR9769_BUILDER_LOOP, "pr9769-builder",
+                                                 "/proc/sys/fs/binfmt_misc/" + ENTRY, stopfile, log]))
+                  for log in logs]
         done = ctx.Value("l", 0)
-        procs = [ctx.Process(target=worker, args=(i, inst.path, run_dir, cycles, kill_rate, native_share,
-                                                  hold_ms, out, done)) for i in range(workers)]
+        procs = [ctx.Process(target=worker, args=(i, inst.path, dirs[i % len(dirs)], cycles, kill_rate,
+                                                  native_share, hold_ms, out, done)) for i in range(workers)]
         for p in procs:
             p.start()
         results = {}
@@ -213,19 +285,31 @@ def run(workers=8, cycles=25, kill_rate=0.05, native_share=0.7, hold_ms=20, prio
             results[key] = stats
         for p in procs:
             p.join()
+        with open(stopfile, "w"):
+            pass
+        for shell in shells:
+            shell.wait()
         stop.set()
         key, obs_stats = out.get()
         obs.join()
+        rounds = []
+        for log in logs:
+            with open(log) as f:
+                rounds.extend(line.split() for line in f if line.strip())
+        builder_violations = sum(int(r[0]) for r in rounds)
         # what binfmt_info does: recover windows left stale by killed holders
-        facts, restored = W.window_facts(ENTRY, inst.path, run_dir, repair=True)
+        restored = False
+        for d in dirs:
+            facts, restored_here = W.window_facts(ENTRY, inst.path, d, repair=True)
+            restored = restored or restored_here
         final = _entry_enabled(inst.path)
-        leftover = processes_using(run_dir)
+        leftover = [pid for d in dirs for pid in processes_using(d)]
         events = facts.get("events") or []
         for pid in leftover:
             os.kill(pid, signal.SIGKILL)
     total = dict((k, sum(s[k] for s in results.values()))
                  for k in ("cycles", "native", "emulation", "kills", "left_stale", "errors",
-                           "violations", "checks"))
+                           "violations", "checks", "emulation_under_builder"))
     open_ms = [v for s in results.values() for v in s["open_ms"]]
     close_ms = [v for s in results.values() for v in s["close_ms"]]
     summary = dict(total)
@@ -233,7 +317,10 @@ def run(workers=8, cycles=25, kill_rate=0.05, native_share=0.7, hold_ms=20, prio
         "workers": workers, "cycles_per_worker": cycles, "kill_rate": kill_rate,
         "worker_violations": total["violations"], "observer_checks": obs_stats["checks"],
         "observer_violations": obs_stats["violations"], "stale_windows_seen": obs_stats["stale_seen"],
-        "violations": total["violations"] + obs_stats["violations"],
+        "violations": total["violations"] + obs_stats["violations"] + builder_violations,
+        "run_dirs": len(dirs), "builders": builders, "builder_rounds": len(rounds),
+        "builder_violations": builder_violations,
+        "builder_restores": sum(1 for r in rounds if r[1] == "restored"),
         "prior": _name(prior), "final": _name(final), "final_leases": facts.get("lease_count"),
         "restored_at_end": restored, "leftover_holders": len(leftover),
         "open_ms_p50": round(pct(open_ms, 50), 1), "open_ms_p99": round(pct(open_ms, 99), 1),
@@ -262,9 +349,14 @@ def main(argv=None):
     ap.add_argument("--native-share", type=float, default=0.7, help="share of native opens")
     ap.add_argument("--hold-ms", type=float, default=20, help="max time a lease is held")
     ap.add_argument("--prior", choices=["enabled", "disabled"], default="enabled")
+    ap.add_argument("--run-dirs", type=int, default=1, help="coordinators (run dirs) the workers are spread over")
+    ap.add_argument("--builders", type=int, default=0,
+                    help="Armbian PR #9769 shell builders looping alongside (needs --prior enabled)")
     args = ap.parse_args(argv)
+    if args.builders and args.prior != "enabled":
+        ap.error("--builders: PR #9769 builders always re-enable qemu-arm; use --prior enabled")
     summary = run(args.workers, args.cycles, args.kill_rate, args.native_share, args.hold_ms,
-                  args.prior == "enabled")
+                  args.prior == "enabled", run_dirs=max(1, args.run_dirs), builders=args.builders)
     print("cycles %d (native %d, emulation %d), kills %d, violations %d, errors %d, final %s vs prior %s: %s"
           % (summary["cycles"], summary["native"], summary["emulation"], summary["kills"],
              summary["violations"], summary["errors"], summary["final"], summary["prior"],
