@@ -19,7 +19,10 @@ time per host (getrusage(RUSAGE_CHILDREN) around the run: ansible, its workers a
 as every host is on this machine, the modules they ran), and what the run did
 (hosts changed / failed; the drift is re-injected before each forks value).
 
-    python bench/fleet_bench.py [--sizes 1,10,50] [--forks 10,50] [--no-pipelining]
+With --profile, each run is followed by its slowest tasks (the longest time from a task's
+start to a host's result, from the result_file callback) and the number of task results.
+
+    python bench/fleet_bench.py [--sizes 1,10,50] [--forks 10,50] [--no-pipelining] [--profile]
 """
 import argparse
 import json
@@ -44,6 +47,16 @@ def counts(run):
     return changed, failed
 
 
+def task_times(run, top=6):
+    """The slowest tasks of a run: (seconds to the last host's result, results, task name)."""
+    tasks = {}
+    for r in run.results:
+        seconds, count = tasks.get(r.get("_task"), (0.0, 0))
+        tasks[r.get("_task")] = (max(seconds, r.get("_seconds") or 0.0), count + 1)
+    ranked = sorted(((s, c, name) for name, (s, c) in tasks.items()), reverse=True)
+    return ranked[:top], len(run.results)
+
+
 def measure(fleet, forks, hello):
     fleet.inject_drift(forks=forks)
     build_vars = json.dumps({"native_armhf_build_command": [hello]})
@@ -60,6 +73,7 @@ def main():
     parser.add_argument("--sizes", default="1,10,50")
     parser.add_argument("--forks", default="10,50")
     parser.add_argument("--no-pipelining", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="print each run's slowest tasks")
     args = parser.parse_args()
     sizes = [int(n) for n in args.sizes.split(",")]
     forks_values = [int(n) for n in args.forks.split(",")]
@@ -85,6 +99,11 @@ def main():
                             size, forks, step, run.wall, run.wall / floor, run.cpu / size, changed, failed)
                         rows.append(row)
                         print(row, flush=True)
+                        if args.profile:
+                            ranked, results = task_times(run)
+                            print("        %d task results; slowest:" % results)
+                            for seconds, count, name in ranked:
+                                print("        %7.1f s  %3d x  %s" % (seconds, count, name))
                     ends = sum(1 for n in fleet.names if fleet.snapshot(n) == fleet.provisioned[n])
                     print("N=%d forks=%d: %d/%d hosts in their provisioned state at the end"
                           % (size, forks, ends, size), flush=True)
