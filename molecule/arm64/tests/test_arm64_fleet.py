@@ -182,6 +182,24 @@ def test_compat_same_program_runs_under_qemu_outside_the_window(compat, compat_p
     assert exe == qemu_arm_binary(compat), exe
 
 
+@pytest.mark.parametrize("name,native", [pytest.param("compat", True, marks=COMPAT),
+                                         pytest.param("noaarch32", False, marks=NOAARCH32)])
+def test_native_armhf_command_runs_under_linux32_in_one_call(hosts, module, name, native):
+    """native_armhf_command: one call opens, runs and closes; in native mode the command sees
+    the 32-bit personality (uname -m says armv8l, as armhf build systems expect), unless
+    linux32 is off; where the window falls back, the command runs as it is."""
+    result = module(name, "native_armhf_command", {"argv": ["uname", "-m"]})
+    assert not result.get("failed") and result["rc"] == 0, result
+    assert result["native"] is native and result["mode"] == ("native" if native else "emulation"), result
+    assert result["stdout"].strip() == ("armv8l" if native else "aarch64"), result
+    if native:
+        plain = module(name, "native_armhf_command", {"argv": ["uname", "-m"], "linux32": False})
+        assert plain["native"] is True and plain["stdout"].strip() == "aarch64", plain
+    assert qemu_arm(hosts[name]) == "enabled"
+    info = module(name, "binfmt_info", {})
+    assert info["window"]["lease_count"] == 0, info["window"]
+
+
 # ------------------------------------------------------------------ noaarch32: fallback
 
 @NOAARCH32
