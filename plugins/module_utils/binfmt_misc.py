@@ -587,8 +587,13 @@ def restore_entry(name, previous, path):
         return True, "the previous registration was put back unchanged"
     except Exception as exc:   # the caller must learn both failures
         text = errno_text(exc) if isinstance(exc, OSError) else str(exc)
-        return False, "putting the previous registration back ALSO failed (%s): it was %s" % (
-            text, render_register(previous) if previous.get("interpreter") else previous)
+        if previous is None:
+            return False, "removing the new registration ALSO failed (%s): %s may be left registered" % (text, name)
+        try:
+            was = render_register(previous)
+        except BinfmtError:
+            was = repr(previous)
+        return False, "putting the previous registration back ALSO failed (%s): it was %s" % (text, was)
 
 
 def apply_steps(name, steps, definition=None, previous=None, path=DEFAULT_PATH, check=True):

@@ -358,3 +358,12 @@ def test_apply_steps_validates_everything_before_the_first_write(tmp_path):
         bm.apply_steps("-x", ["register"], dict(arm_at("/bin/true"), name="-x"), None, str(tmp_path))
     assert err.value.field == "name"
     assert (tmp_path / "register").read_text() == ""
+
+
+@pytest.mark.parametrize("previous", [None, "arm"])
+def test_a_failed_restore_says_so_and_what_was_there(tmp_path, previous):
+    prev = bm.expected_entry(arm_at("/bin/true"), False) if previous else None
+    ok, sentence = bm.restore_entry("qemu-arm", prev, str(tmp_path))   # not binfmt_misc: every step fails
+    assert ok is False and "ALSO failed" in sentence
+    if prev:
+        assert bm.render_register(prev) in sentence
