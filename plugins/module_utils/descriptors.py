@@ -29,6 +29,9 @@ BINFMTS_DIR = "/usr/share/binfmts"
 BINFMTS_ADMIN_DIR = "/var/lib/binfmts"
 # systemd's search path for binfmt.d, highest precedence first.
 BINFMT_D_DIRS = ("/etc/binfmt.d", "/run/binfmt.d", "/usr/local/lib/binfmt.d", "/usr/lib/binfmt.d")
+# Where binfmt_entry writes NAME.conf, and the lower-precedence (package, runtime) directories it shadows.
+BINFMT_D_DIR = BINFMT_D_DIRS[0]
+BINFMT_D_VENDOR_DIRS = BINFMT_D_DIRS[1:]
 
 # The package line of the binfmt-support files this collection writes.
 OWN_PACKAGE = "nativearm.binfmt"

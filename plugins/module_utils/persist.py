@@ -36,12 +36,8 @@ import stat
 from ansible_collections.nativearm.binfmt.plugins.module_utils import descriptors
 from ansible_collections.nativearm.binfmt.plugins.module_utils.binfmt_misc import BinfmtError
 
-BINFMTS_DIR = descriptors.BINFMTS_DIR                # binfmt-support's import directory
-BINFMTS_ADMIN_DIR = descriptors.BINFMTS_ADMIN_DIR    # update-binfmts' database
-BINFMT_D_DIR = "/etc/binfmt.d"                       # where this module writes NAME.conf
-# binfmt.d directories of lower precedence than /etc: a NAME.conf there is a package's (or the
-# runtime's) and /etc/binfmt.d/NAME.conf silently overrides it.
-BINFMT_D_VENDOR_DIRS = ("/run/binfmt.d", "/usr/local/lib/binfmt.d", "/usr/lib/binfmt.d")
+# The default paths are descriptors.py's constants (BINFMTS_DIR, BINFMTS_ADMIN_DIR, BINFMT_D_DIR,
+# BINFMT_D_VENDOR_DIRS); here every path comes from the task's parameters.
 
 # The package line of binfmt-support files this collection writes. binfmt-support treats
 # "package :" as a local edit it then refuses to unimport, so a name is used instead.

@@ -257,14 +257,8 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
+from ansible_collections.nativearm.binfmt.plugins.module_utils import descriptors
 from ansible_collections.nativearm.binfmt.plugins.module_utils.presets import ARCHES, preset
-
-# One constant per default path (persist.py holds the same values; it is imported only when
-# persist is set, see BinfmtEntry.run).
-BINFMTS_DIR = "/usr/share/binfmts"
-BINFMTS_ADMIN_DIR = "/var/lib/binfmts"
-BINFMT_D_DIR = "/etc/binfmt.d"
-BINFMT_D_VENDOR_DIRS = ["/run/binfmt.d", "/usr/local/lib/binfmt.d", "/usr/lib/binfmt.d"]
 
 
 def build_module():
@@ -286,10 +280,10 @@ def build_module():
             force=dict(type="bool", default=False),
             mount=dict(type="bool", default=True),
             binfmt_misc=dict(type="path", default=bm.DEFAULT_PATH),
-            binfmts_dir=dict(type="path", default=BINFMTS_DIR),
-            binfmts_admin_dir=dict(type="path", default=BINFMTS_ADMIN_DIR),
-            binfmt_d_dir=dict(type="path", default=BINFMT_D_DIR),
-            binfmt_d_vendor_dirs=dict(type="list", elements="path", default=BINFMT_D_VENDOR_DIRS),
+            binfmts_dir=dict(type="path", default=descriptors.BINFMTS_DIR),
+            binfmts_admin_dir=dict(type="path", default=descriptors.BINFMTS_ADMIN_DIR),
+            binfmt_d_dir=dict(type="path", default=descriptors.BINFMT_D_DIR),
+            binfmt_d_vendor_dirs=dict(type="list", elements="path", default=list(descriptors.BINFMT_D_VENDOR_DIRS)),
         ),
         mutually_exclusive=[("arch", "magic"), ("arch", "mask"), ("arch", "offset"), ("arch", "extension")],
         supports_check_mode=True,
