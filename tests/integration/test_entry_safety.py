@@ -80,7 +80,7 @@ def test_overlong_reregistration_keeps_the_old_entry(instance, tmp_path):
     bm.set_enabled("qemu-arm", False, instance.path)
     before = instance.snapshot()
     record = call(instance, tmp_path, "binfmt_entry", dict(name="qemu-arm", arch="arm", flags="F",
-                                                          interpreter=dot_path(1900)))
+                                                           interpreter=dot_path(1900)))
     assert record["result"]["failed"] and record["result"]["msg"].startswith("interpreter: ")
     assert "bytes" in record["result"]["msg"]
     assert record["unchanged"] and instance.snapshot() == before
@@ -126,7 +126,7 @@ def test_drift_refuses_a_packaged_descriptor_without_its_interpreter(instance, t
     (usrlib / "qemu-arm.conf").write_text(":qemu-arm:M::%s:%s:/usr/bin/qemu-arm-not-installed:F\n" % (magic, mask))
     before = instance.snapshot()
     record = call(instance, tmp_path, "binfmt_drift", dict(entries=[{"name": "qemu-arm"}], window=False,
-                                                          descriptor_dirs=[str(binfmts), str(usrlib)]))
+                                                           descriptor_dirs=[str(binfmts), str(usrlib)]))
     result = record["result"]
     assert result["failed"] and "interpreter: /usr/bin/qemu-arm-not-installed does not exist" in result["msg"]
     assert record["unchanged"] and instance.snapshot() == before
@@ -168,7 +168,7 @@ def test_no_second_line_can_be_injected(instance, tmp_path, char):
     d = descriptor_dirs(tmp_path)
     interp = QEMU_ARM + char + ":evil:M::\\x7fELF::/tmp/evil:C"
     record = call(instance, tmp_path, "binfmt_entry", dict(name="qemu-arm", arch="arm", interpreter=interp,
-                                                          persist="systemd", **d), watch=[d["binfmt_d_dir"]])
+                                                           persist="systemd", **d), watch=[d["binfmt_d_dir"]])
     assert record["result"]["failed"] and record["result"]["msg"].startswith("interpreter: ")
     assert record["unchanged"] and os.listdir(d["binfmt_d_dir"]) == []
 
@@ -228,5 +228,5 @@ def test_info_and_drift_fail_with_a_message(instance, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     result = call(instance, tmp_path, "binfmt_drift", dict(entries=[], window=False,
-                                                          report=str(blocker / "sub" / "report.json")))["result"]
+                                                           report=str(blocker / "sub" / "report.json")))["result"]
     assert result["failed"] and result["msg"].startswith("binfmt_drift: ") and "Not a directory" in result["msg"]
