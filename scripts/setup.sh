@@ -30,8 +30,24 @@ if [ ! -x .venv/bin/ansible ] || ! cmp -s requirements-dev.txt .venv/.requiremen
   cp requirements-dev.txt .venv/.requirements
 fi
 
+# The older ansible-core lines that meta/runtime.yml claims (.venv has the newest, 2.19): one small
+# venv each, with just ansible-core and pytest, for `ansible-test sanity` and the module
+# integration tests on each line (scripts/sanity.sh VERSION, scripts/test.sh).
+ANSIBLE_CORE_MATRIX="2.16.19 2.17.14 2.18.19"
+pytest_pin=$(grep -E '^pytest==' requirements-dev.txt)
+for core in $ANSIBLE_CORE_MATRIX; do
+  venv=.venv-${core%.*}
+  want="ansible-core==$core $pytest_pin"
+  if [ ! -x "$venv/bin/ansible-test" ] || [ "$(cat "$venv/.requirements" 2>/dev/null)" != "$want" ]; then
+    "$PY" -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check $want
+    echo "$want" > "$venv/.requirements"
+  fi
+done
+
 # ansible-test sanity --venv bootstraps pip with get-pip.py from a host that is not reachable here;
-# this stand-in, placed where ansible-test caches it, does the same with ensurepip + pip.
+# this stand-in, placed where ansible-test caches it, does the same with ensurepip + pip. One copy
+# per pip version that the ansible-test lines use (2.16/2.17: pip 23.1.2; 2.18/2.19: pip 24.2).
 mkdir -p ~/.ansible/test/cache
 cat > ~/.ansible/test/cache/get_pip_24_2.py <<'PY'
 import subprocess
@@ -43,6 +59,7 @@ args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel")]
 subprocess.check_call([sys.executable, "-m", "ensurepip", "--upgrade"])
 sys.exit(subprocess.call([sys.executable, "-m", "pip", "install"] + args))
 PY
+cp ~/.ansible/test/cache/get_pip_24_2.py ~/.ansible/test/cache/get_pip_23_1_2.py
 # ansible-test runs pip with a scrubbed environment (HOME and PATH only), so a CA bundle given
 # through PIP_CERT (TLS-intercepting networks) must also be in the user's pip config to reach PyPI.
 if [ -n "${PIP_CERT:-}" ]; then
