@@ -238,19 +238,43 @@ def test_demo_build_in_a_namespace_never_touches_the_host_entry(provisioned, tmp
 @pytest.mark.parametrize("isolation", ["window", "namespace"])
 def test_failed_build_is_reraised_with_its_rc_and_output_after_closing(provisioned, tmp_path, isolation):
     before = provisioned.snapshot()
-    command = ["sh", "-c", "echo build-output; echo build-error >&2; exit 7"]
+    command = ["sh", "-c", "for i in 1 2 3 4 5; do echo out-$i; done; echo build-error >&2; exit 7"]
     proc, results = playbook("build", provisioned, base_vars(
-        tmp_path, native_armhf_build_command=command, native_armhf_build_isolation=isolation))
+        tmp_path, native_armhf_build_command=command, native_armhf_build_isolation=isolation,
+        native_armhf_build_output_lines=3))
     assert recap(proc)["failed"] == 1
     failure = [m for m in messages(results) if m.startswith("The armhf build failed")]
-    assert len(failure) == 1
-    assert "exit code 7" in failure[0] and "build-output" in failure[0] and "build-error" in failure[0]
+    assert len(failure) == 1 and "\n" not in failure[0]
+    assert "exit code 7" in failure[0] and "last 3 lines of its output are shown above" in failure[0]
+    # the tails as lines (a list per stream), not one line with escaped newlines
+    tails = [r["msg"] for r in results if isinstance(r.get("msg"), dict) and "stdout" in r["msg"]]
+    assert tails == [{"stdout": ["out-3", "out-4", "out-5"], "stderr": ["build-error"]}], tails
     assert provisioned.snapshot() == before
     if isolation == "window":
         assert "the window was closed and qemu-arm restored" in failure[0]
         info = run_module("binfmt_info", {"probe": False, "run_dir": str(tmp_path / "run")},
                           wrap=provisioned.nsenter)
         assert info["window"]["lease_count"] == 0
+
+
+@pytest.mark.parametrize("how", ["command", "tasks"])
+def test_window_that_cannot_open_is_reported_as_such_not_as_an_exit_code(provisioned, tmp_path, how):
+    before = provisioned.snapshot()
+    marker = tmp_path / "built"
+    tasks = tmp_path / "inner.yml"
+    tasks.write_text("- name: Build\n  ansible.builtin.command: touch %s\n  changed_when: true\n" % marker)
+    build = ({"native_armhf_build_command": ["touch", str(marker)]} if how == "command"
+             else {"native_armhf_build_tasks": str(tasks)})
+    proc, results = playbook("build", provisioned, base_vars(
+        tmp_path, native_armhf_build_on_unsupported="fail", native_armhf_build_probe=["/bin/false"], **build))
+    assert recap(proc)["failed"] == 1
+    failure = [m for m in messages(results) if m.startswith("The armhf build")]
+    assert len(failure) == 1, messages(results)
+    assert failure[0].startswith("The armhf build did not run (window isolation; no window was opened)")
+    assert "the window could not be opened: " in failure[0] and "exit code" not in failure[0], failure[0]
+    said = [m for m in messages(results) if m.startswith("armhf build on")]
+    assert said and "FAILED," in said[0] and "did not run" in said[0], said
+    assert not marker.exists() and provisioned.snapshot() == before
 
 
 def test_native_window_build_reports_why_it_ran_natively(provisioned, tmp_path):
@@ -262,7 +286,7 @@ def test_native_window_build_reports_why_it_ran_natively(provisioned, tmp_path):
     assert recap(proc)["failed"] == 0, proc.stdout[-3000:]
     said = [m for m in messages(results) if "the armhf build ran" in m][0]
     assert "ran NATIVELY" in said and "Output: disabled" in said, said
-    assert "Why: the window is native: armhf ran with qemu-arm disabled" in said, said
+    assert "Why: native window: qemu-arm was disabled while the command ran" in said, said
     assert "could not be opened" not in said
     assert provisioned.snapshot() == before
 
@@ -278,6 +302,34 @@ def test_build_task_file_runs_inside_the_window(provisioned, tmp_path):
     inside = [m for m in messages(results) if m.startswith("inside: ")]
     # x86_64 falls back to an emulation lease (qemu-arm stays enabled); a native window disables it
     assert inside == ["inside: enabled"] if MACHINE == "x86_64" else ["inside: disabled"]
+
+
+LINUX32_MACHINE = {"x86_64": "i686", "aarch64": "armv8l"}.get(MACHINE)
+
+
+def test_build_task_file_in_a_native_window_gets_the_linux32_prefix_and_a_connection_owned_lease(
+        provisioned, tmp_path):
+    # A probe that succeeds stands in for an arm64 kernel with CONFIG_COMPAT.
+    before = provisioned.snapshot()
+    tasks = tmp_path / "inner.yml"
+    tasks.write_text(
+        "- name: Ask uname through the prefix\n"
+        "  ansible.builtin.command:\n"
+        "    argv: \"{{ native_armhf_build_linux32_prefix + ['sh', '-c', 'uname -m; head -n1 "
+        "/proc/sys/fs/binfmt_misc/qemu-arm'] }}\"\n"
+        "  register: inner\n  changed_when: false\n"
+        "- name: Show it\n  ansible.builtin.debug:\n    msg: \"inside: {{ inner.stdout_lines | join(' ') }}\"\n")
+    proc, results = playbook("build", provisioned, base_vars(
+        tmp_path, native_armhf_build_tasks=str(tasks), native_armhf_build_probe=["/bin/true"]))
+    assert recap(proc)["failed"] == 0, proc.stdout[-3000:]
+    assert [m for m in messages(results) if m.startswith("inside: ")] == ["inside: %s disabled" % LINUX32_MACHINE]
+    owners = [r["owner"] for r in results if isinstance(r.get("owner"), dict)]
+    # opened, then looked at again from the next task: the same process, the playbook itself
+    assert len(owners) == 2 and owners[0] == owners[1], owners
+    assert owners[0]["kind"] == "local" and "ansible-playbook" in owners[0]["cmdline"]
+    said = [m for m in messages(results) if m.startswith("armhf build on")][0]
+    assert "ran NATIVE (linux32: uname -m says armv8l)" in said, said
+    assert provisioned.snapshot() == before
 
 
 @pytest.mark.parametrize("extra, words", [
