@@ -31,9 +31,10 @@ after the module's temporary files are gone. The child:
    ``commit`` means the opener died, so it ends its lease itself (restoring
    the prior state if it was the last);
 3. watches every ``window.POLL`` seconds: ttl, owner_pid (pid + start time),
-   the entry's state and inode, and its lease lock file (a closer unlinks it
-   when it removes the record); when something changed the entry it calls
-   ``Window.reassert`` (under the mutex) on the Window object it was given
+   the entry's state and inode, its lease lock file (a closer unlinks it
+   when it removes the record) and the records file (moved aside when found
+   corrupt: the holder then exits touching nothing); when something changed
+   the entry it calls ``Window.reassert`` (under the mutex) on the Window object it was given
    (once a second while that is deferred under another coordinator's native
    window). A native holder without LOCK_SH (entry absent or re-registered,
    or kept out by an unprivileged LOCK_EX) keeps trying to take it. Entry and
@@ -375,6 +376,8 @@ def serve(window, config, ctl, st, error):
                 return 0            # the binfmt_misc instance itself is gone
             if os.fstat(lock_fd).st_nlink == 0:
                 return 0            # a closer removed our record (and our lock file)
+            if not os.path.exists(window.state_path):
+                return 0            # the records are gone (corrupt, moved aside): end, touching nothing
         try:
             present, enabled, ino = entry_status(dir_fd, name)
         except OSError:

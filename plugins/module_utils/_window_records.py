@@ -305,8 +305,12 @@ def _corrupt_message(path, aside, why):
             % (path, why, aside))
 
 
-def move_aside(path, why):
-    """Rename the unusable records ``path`` out of the way; RecordsCorrupt to raise."""
+def move_aside(path, why, move=True):
+    """Rename the unusable records ``path`` out of the way (unless not ``move``:
+    a read-only look); RecordsCorrupt to raise."""
+    if not move:
+        return RecordsCorrupt(_corrupt_message(path, path, why).replace(" and were moved aside to %s" % path,
+                                                                        ""), path, path)
     aside = "%s%s%s" % (path, CORRUPT_INFIX, time.strftime("%Y%m%dT%H%M%S", time.gmtime()))
     n = 0
     while os.path.lexists(aside + ("" if n == 0 else ".%d" % n)):
@@ -320,10 +324,10 @@ def move_aside(path, why):
     return RecordsCorrupt(_corrupt_message(path, aside, why), path, aside)
 
 
-def load_state(path, entry):
+def load_state(path, entry, move=True):
     """The records at ``path``: an empty state when there are none. Raises
-    RecordsCorrupt (after moving the file aside) when they are unusable, and
-    while earlier corrupt records wait for repair."""
+    RecordsCorrupt (after moving the file aside, when ``move``) when they are
+    unusable, and while earlier corrupt records wait for repair."""
     try:
         fd = open_private(path, os.O_RDONLY)
     except OSError as exc:
@@ -335,7 +339,7 @@ def load_state(path, entry):
                                                       "found earlier, not yet repaired"),
                                      path, os.path.join(directory, aside[-1]))
             return empty_state(entry)
-        raise move_aside(path, "unreadable: %s" % (exc.strerror or exc))
+        raise move_aside(path, "unreadable: %s" % (exc.strerror or exc), move)
     try:
         chunks = []
         while True:
@@ -344,16 +348,16 @@ def load_state(path, entry):
                 break
             chunks.append(chunk)
     except OSError as exc:
-        raise move_aside(path, "unreadable: %s" % (exc.strerror or exc))
+        raise move_aside(path, "unreadable: %s" % (exc.strerror or exc), move)
     finally:
         os.close(fd)
     try:
         state = json.loads(b"".join(chunks).decode("utf-8"))
     except ValueError as exc:
-        raise move_aside(path, "not valid JSON: %s" % exc)
+        raise move_aside(path, "not valid JSON: %s" % exc, move)
     why = validate_state(state, entry)
     if why:
-        raise move_aside(path, why)
+        raise move_aside(path, why, move)
     base = empty_state(entry)
     base.update(state)
     return base

@@ -104,15 +104,20 @@ modes holds among the waiters of one run dir.
 
 Where things live (per binfmt_misc instance)
 --------------------------------------------
-``RUN_DIR/<instance key>/`` (directory 0700, files 0600, root only). The key
+``RUN_DIR/<instance key>/`` (directory 0700, files 0600, root only; see
+``_window_records.py``). Both directories are created 0700 and root-owned; an
+existing one must already be a real directory (not a symlink) owned by us and
+not writable by group or others, and is never chmodded (``run_dir: /run``
+keeps its mode). The key
 is the binfmt_misc mount's st_dev plus the inode of the user namespace that
 sees it (Linux >= 6.7 gives each user namespace its own instance), so a
 private instance in a test never shares records with the host's. ``/run`` is
 a tmpfs: records vanish at reboot together with the kernel's binfmt state.
 
 - ``state-<entry>.json`` the records: window mode, prior state, leases,
-                 waiters, events. Replaced atomically (write + rename) under
-                 the mutex, so a lock-free read always sees a whole version.
+                 waiters, events. Replaced atomically under the mutex (temp
+                 file, every byte written, fsync, size checked, rename), so a
+                 lock-free read always sees a whole version.
 - ``lease-<id>-<nonce>.lock`` held with flock(LOCK_EX) by the lease's holder
                  for its whole life. The kernel drops it when the holder dies
                  (SIGKILL, OOM): a lease is *live* iff this lock is held, which
@@ -193,8 +198,33 @@ when the close returns. A holder whose ttl expires, whose owner_pid ends
 locks and does the same for its own lease. If the opener dies before
 ``commit``, the holder does it too.
 
-Recovery (every open and close, binfmt_info, holders)
------------------------------------------------------
+Records that cannot be written or read (fail closed)
+---------------------------------------------------
+- A write that fails (a full /run, ENOSPC after one page) leaves the previous
+  version in place and no temp file. An open that cannot record takes its
+  lease out again and puts the entry back before it fails (the first lease
+  records ``prior`` before it touches the entry, so a failed first write
+  touches nothing). A close that cannot record still puts the entry back
+  when it was the last lease out, and says so in a warning; the records
+  then still name the closed lease, whose holder is gone, and the next
+  recovery ends it onto the same state.
+- A load checks ``version`` and every field (lock file names against the
+  pattern this code generates, so no record names a path outside the
+  instance dir). Unusable records are moved aside under the mutex
+  (``state-<entry>.json.corrupt-<time>``; lock-free and read-only looks only
+  report them) and every later load refuses while such a file exists:
+  opens fail naming the file and ``binfmt_drift``; a close ends its own
+  lease's holder (found by its lock file and title) and, when no holder of
+  the entry is left, puts the entry back to the prior the corrupt file
+  still shows, else enabled; holders see the records file gone and exit
+  touching nothing. ``binfmt_drift`` (``Window.repair``) ends the entry's
+  holders, restores the same way, and starts the records afresh (event
+  ``records_repaired``).
+- A pid from a record is signalled only after its start time matches,
+  through a pidfd opened before the check (``signal_pid``).
+
+Recovery (every open and close, binfmt_drift, holders)
+------------------------------------------------------
 Under the mutex: a recorded lease whose lock is free is dead; its record is
 dropped (event ``holder_gone``). If no live lease remains but a window is
 recorded, the window is *stale*: ``prior`` is restored (event
@@ -237,8 +267,8 @@ import time
 # the names below are used here or re-exported for callers of window.
 from ansible_collections.nativearm.binfmt.plugins.module_utils._window_records import (  # noqa: F401 pylint: disable=unused-import
     LEASE_ID_PATTERN, MAX_EVENTS, MODES, STATE_VERSION, RecordsCorrupt, RecordsWriteError, WindowError,
-    add_event, empty_state, instance_key, load_state, lock_path, open_private, save_state, secure_dir,
-    write_private)
+    add_event, corrupt_files, empty_state, instance_key, load_state, lock_name_lease, lock_path, open_private,
+    salvage_prior, save_state, secure_dir, write_private)
 
 from ansible_collections.nativearm.binfmt.plugins.module_utils import _window_instance as instance
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
@@ -410,8 +440,34 @@ def pid_alive(pid, start=None):
     return start is None or int(fields[19]) == start
 
 
+def signal_pid(pid, start, sig):
+    """Send ``sig`` to ``pid`` only if it is still the process that started at
+    ``start``: through a pidfd (opened first, then the start time checked, so
+    the pid cannot be reused in between) where Linux >= 5.3 and Python have
+    one. True when sent."""
+    if not pid or start is None:
+        return False
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    try:
+        if not pid_alive(pid, start):
+            return False
+        if pidfd is not None and hasattr(signal, "pidfd_send_signal"):
+            signal.pidfd_send_signal(pidfd, sig)
+        else:
+            os.kill(pid, sig)
+        return True
+    except OSError:
+        return False
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
 def lock_holders_of(path, locks_file="/proc/locks"):
-    """Every lock on the file ``path`` (dev + inode) with pid and command line."""
+    """Every lock on the file ``path`` (dev + inode) with pid, uid and command line."""
     try:
         st = os.stat(path)
     except OSError:
@@ -730,9 +786,11 @@ class Window(object):
             os.close(fd)   # closing the only descriptor drops the flock
 
     # -- records ---------------------------------------------------------------
-    def load(self):
-        """The records (see _window_records.load_state: RecordsCorrupt when unusable)."""
-        return load_state(self.state_path, self.entry)
+    def load(self, move=True):
+        """The records (see _window_records.load_state: RecordsCorrupt when
+        unusable). Unusable records are moved aside only under the mutex: a
+        lock-free look passes ``move=False``."""
+        return load_state(self.state_path, self.entry, move)
 
     def save(self, state):
         """Write the records whole or not at all (RecordsWriteError, old version intact)."""
@@ -1053,6 +1111,12 @@ class Window(object):
                             ok, blocker = False, "foreign_native"
                             if waiting is not None:
                                 state["waiters"][token] = waiting
+                        except RecordsWriteError as exc:
+                            # fail closed: take the lease out again and put the entry back
+                            self._abandon(lease_id)
+                            raise RecordsWriteError("%s: no %s lease was opened: %s; the entry is %s"
+                                                    % (self.entry, mode, exc.message,
+                                                       _describe_status(self.entry_status())))
                         except WindowError:
                             raise
                         except Exception:
@@ -1109,7 +1173,7 @@ class Window(object):
         if now >= deadline or now - last_full >= FULL_LOOK:
             return True
         try:
-            snapshot = self.load()
+            snapshot = self.load(move=False)
         except (IOError, OSError, ValueError, WindowError):
             return True
         if lease_id in snapshot["leases"]:
@@ -1136,14 +1200,16 @@ class Window(object):
             state = self.load()
             if state["waiters"].pop(token, None) is not None:
                 self.save(state)
+        except (RecordsCorrupt, RecordsWriteError):
+            pass                # the open's own error is the one to report
         finally:
             self.release()
 
     def _existing(self, lease_id, deadline):
         try:                        # records are replaced atomically: a lock-free look first
-            if lease_id not in self.load()["leases"]:
+            if lease_id not in self.load(move=False)["leases"]:
                 return None
-        except (IOError, OSError, ValueError):
+        except (IOError, OSError, ValueError, RecordsCorrupt):
             return None
         self.acquire(deadline)
         try:
@@ -1313,7 +1379,7 @@ class Window(object):
 
     def _open_check(self, mode, lease_id, deadline):
         """Check mode: predict, change nothing (no holder, no records, no toggle)."""
-        state = self.load() if os.path.exists(self.state_path) else empty_state(self.entry)
+        state = self.load(move=False) if os.path.exists(self.state_path) else empty_state(self.entry)
         live = dict((k, v) for k, v in state["leases"].items() if self.lease_alive(v))
         status = self.entry_status()
         before = {"entry": self.entry, "entry_present": status["present"], "entry_enabled": status["enabled"],
@@ -1356,11 +1422,17 @@ class Window(object):
     def close(self, lease_id, wait=30, check_mode=False):
         validate_lease_id(lease_id)
         deadline = time.time() + max(float(wait or 0), 0.0)
-        if not self.exists() or not os.path.exists(self.state_path):
+        if not self.exists() or not (os.path.exists(self.state_path) or corrupt_files(self.dir, self.entry)):
             state = empty_state(self.entry)
             return self._closed_result(state, lease_id, None, False, False, self.summary(state))
         if check_mode:
-            state = self.load()
+            try:
+                state = load_state(self.state_path, self.entry, move=False)
+            except RecordsCorrupt as exc:
+                state = empty_state(self.entry)
+                result = self._closed_result(state, lease_id, None, False, False, self.summary(state))
+                result["warning"] = "check mode: %s" % exc.message
+                return result
             before = self.summary(state)
             rec = state["leases"].get(lease_id)
             live = [k for k, v in state["leases"].items() if self.lease_alive(v)]
@@ -1374,9 +1446,13 @@ class Window(object):
                     if target is not None and after["entry_present"]:
                         after["entry_enabled"] = target
             return self._closed_result(state, lease_id, rec, rec is not None, restored, before, after)
+        save_error = None
         self.acquire(deadline)
         try:
-            state = self.load()
+            try:
+                state = self.load()
+            except RecordsCorrupt as exc:
+                return self._close_salvage(lease_id, exc)
             before = self.summary(state)
             record = state["leases"].get(lease_id)
             # Recovery first: it may end this very lease, if its holder died (even
@@ -1399,17 +1475,28 @@ class Window(object):
             record, restored = self._remove_lease(state, lease_id, "closed")
             events = state.get("events") or [{}]
             deferred = events[-1].get("detail") if last and events[-1].get("event") == "restore_deferred" else None
-            self.save(state)
+            try:
+                self.save(state)
+            except RecordsWriteError as exc:
+                # The entry is already as the close leaves it (restored when last out). The
+                # records on disk still name this lease: once its holder has exited, the next
+                # open, close or binfmt_drift finds it dead and recovers, to the same state.
+                save_error = exc.message
         finally:
             self.release()
         if deferred:
             result = self._closed_result(state, lease_id, record, True, False, before)
             result["reason"] = "restore deferred: " + deferred
-            return result
-        if not last:
-            _stop_holder(record)
-            wait_exit(record["pid"], record.get("start"), 5)     # its locks are gone when it has exited
-        return self._closed_result(state, lease_id, record, True, restored, before)
+        else:
+            if not last:
+                _stop_holder(record)
+                wait_exit(record["pid"], record.get("start"), 5)     # its locks are gone when it has exited
+            result = self._closed_result(state, lease_id, record, True, restored, before)
+        if save_error:
+            result["warning"] = ("lease %s was closed%s, but %s; the next open or close, or binfmt_drift, "
+                                 "tidies them" % (lease_id, " and the entry put back" if restored else "",
+                                                  save_error))
+        return result
 
     def _closed_result(self, state, lease_id, record, changed, restored, before, after=None):
         status = self.entry_status()
@@ -1426,10 +1513,15 @@ class Window(object):
 
     # -- used by holders ---------------------------------------------------------
     def end_lease(self, lease_id, why):
-        """A holder ends its own lease (ttl, owner gone, signal, opener gone)."""
+        """A holder ends its own lease (ttl, owner gone, signal, opener gone).
+        With corrupt records it ends touching nothing: it cannot know whether it
+        is the last holder, and a close or binfmt_drift restores."""
         self.acquire()
         try:
-            state = self.load()
+            try:
+                state = self.load()
+            except RecordsCorrupt:
+                return
             if lease_id in state["leases"]:
                 self._remove_lease(state, lease_id, why)
                 self.recover(state)
@@ -1445,7 +1537,10 @@ class Window(object):
         ``deferred`` is then True, and that window's last out re-enables it."""
         self.acquire()
         try:
-            state = self.load()
+            try:
+                state = self.load()
+            except RecordsCorrupt:
+                return False, None, False   # our record is gone with them: end, touching nothing
             if lease_id not in state["leases"]:
                 return False, None, False
             status = self.entry_status()
@@ -1487,37 +1582,132 @@ class Window(object):
         finally:
             self.release()
 
-    # -- facts and repair (binfmt_info) -----------------------------------------
-    def facts(self, repair=False, check_mode=False):
-        """Window facts; with ``repair`` a stale window is restored (not in check mode).
-        Returns (facts, restored)."""
-        if not self.exists() or not os.path.exists(self.state_path):
+    # -- facts (binfmt_info, binfmt_drift's check) and repair (binfmt_drift) -------
+    def facts(self):
+        """Window facts, read-only: no mutex, nothing written, unusable records
+        reported (``corrupt``), not moved. A stale window is reported with
+        ``stale_refusal`` (why its prior would not be applied, or None)."""
+        corrupt = None
+        try:
+            state = load_state(self.state_path, self.entry, move=False) if self.exists() else \
+                empty_state(self.entry)
+        except RecordsCorrupt as exc:
             state = empty_state(self.entry)
-            return self._facts(state, stale=False), False
-        restored = False
-        if repair and not check_mode:
-            self.acquire()
-            try:
-                state = self.load()
-                stale = state.get("prior") is not None and not any(
-                    self.lease_alive(r) for r in state["leases"].values())
-                outcome = self.recover(state)
-                if outcome or stale:
-                    self.save(state)
-            finally:
-                self.release()
-            facts = self._facts(state, stale=stale and not outcome, restored=outcome == "restored")
-            facts["dropped"] = outcome == "dropped"
-            return facts, bool(outcome)
-        state = self.load()
+            corrupt = {"path": exc.aside, "message": exc.message}
         alive = dict((k, self.lease_alive(v)) for k, v in state["leases"].items())
         stale = state.get("prior") is not None and not any(alive.values())
         facts = self._facts(state, stale=stale, alive=alive)
         if stale:
             facts["stale_refusal"] = stale_restore_refusal(state, self.entry_status(), boot_id())
-        return facts, False
+        facts["corrupt"] = corrupt
+        return facts
 
-    def _facts(self, state, stale, alive=None, restored=False):
+    def repair(self):
+        """binfmt_drift's repair, under the mutex: end a stale window (recover),
+        or repair corrupt records (see repair_records). Returns "restored",
+        "dropped", "records_repaired" or None (nothing to repair)."""
+        self.acquire()
+        try:
+            try:
+                state = self.load()
+            except RecordsCorrupt as exc:
+                return self._repair_records(exc)
+            outcome = self.recover(state)
+            if outcome:
+                self.save(state)
+            return outcome
+        finally:
+            self.release()
+
+    # -- corrupt records (see _window_records) -----------------------------------
+    def _entry_holder_locks(self):
+        """[(lock file name, lease id, holder pid or None, live)] of this entry's
+        lease lock files in the instance dir. A holder names its entry in its
+        title, so a live lock is this entry's only when its holder says so."""
+        try:
+            names = sorted(os.listdir(self.dir))
+        except OSError:
+            return []
+        out = []
+        for name in names:
+            lease_id = lock_name_lease(name)
+            if lease_id is None:
+                continue
+            path = lock_path(self.dir, name)
+            if not self.lease_alive({"lock": name}):
+                out.append((name, lease_id, None, False))
+                continue
+            title = "nativearm-window-holder %s lease=%s " % (self.entry, lease_id)
+            pids = [h["pid"] for h in lock_holders_of(path) if h["cmdline"].startswith(title)]
+            if pids:
+                out.append((name, lease_id, pids[0], True))
+        return out
+
+    def _end_holder(self, pid):
+        """SIGUSR1 (exit, touch nothing) to a holder found by its lock, and wait for it."""
+        start = proc_start_time(pid)
+        if start is not None and signal_pid(pid, start, signal.SIGUSR1):
+            wait_exit(pid, start, 5)
+
+    def _salvage_target(self, exc):
+        """The enabled flag to restore when the records are corrupt: what they
+        last showed, else enabled (the entry is only ever disabled by a window)."""
+        prior = salvage_prior(exc.aside)
+        if prior is not None and prior["present"]:
+            return bool(prior["enabled"]), _prior_text(prior)
+        return True, "unknown (records unreadable): enabled if present"
+
+    def _close_salvage(self, lease_id, exc):
+        """Close with corrupt records (mutex held): end this lease's holder, and
+        when no holder of this entry is left, put the entry back."""
+        mine = [lock for lock in self._entry_holder_locks() if lock[1] == lease_id]
+        before = self.summary(empty_state(self.entry))
+        if not mine:
+            result = self._closed_result(empty_state(self.entry), lease_id, None, False, False, before)
+            result["warning"] += "; %s" % exc.message
+            return result
+        for name, dummy, pid, live in mine:
+            if live:
+                self._end_holder(pid)
+            self._drop_lock_file({"lock": name})
+        others = [lock for lock in self._entry_holder_locks() if lock[3]]
+        record = {"mode": None, "pid": mine[0][2]}
+        if others:
+            restored = False
+            what = ("leases of %d other holder(s) may still be open (pids %s): the entry was left as it is"
+                    % (len(others), ", ".join(str(o[2]) for o in others)))
+        else:
+            target, prior_text = self._salvage_target(exc)
+            restored = True
+            self._apply(target)
+            what = "no other holder is left: the entry was put back (prior state %s)" % prior_text
+        result = self._closed_result(empty_state(self.entry), lease_id, record, True, restored, before)
+        result["warning"] = ("closed lease %s without its records: %s. %s" % (lease_id, exc.message, what))
+        return result
+
+    def _repair_records(self, exc):
+        """binfmt_drift's repair of corrupt records (mutex held): end this
+        entry's holders (they touch nothing), put the entry back to what the
+        records last showed (else enabled, if present), start the records
+        afresh and remove the corrupt copies."""
+        for name, dummy, pid, live in self._entry_holder_locks():
+            if live:
+                self._end_holder(pid)
+            self._drop_lock_file({"lock": name})
+        target, prior_text = self._salvage_target(exc)
+        self._apply(target)
+        state = empty_state(self.entry)
+        self._event(state, "records_repaired", detail="corrupt records %s dropped; prior state %s; entry now %s"
+                    % (exc.aside, prior_text, _describe_status(self.entry_status())))
+        self.save(state)
+        for name in corrupt_files(self.dir, self.entry):
+            try:
+                os.unlink(os.path.join(self.dir, name))
+            except OSError:
+                pass
+        return "records_repaired"
+
+    def _facts(self, state, stale, alive=None):
         leases = []
         for lease_id, rec in sorted(state["leases"].items()):
             leases.append({"lease_id": lease_id, "mode": rec["mode"], "pid": rec["pid"],
@@ -1528,9 +1718,18 @@ class Window(object):
         return {"entry": self.entry, "records": self.dir, "mode": state.get("mode"),
                 "foreign_windows": {"native": foreign["native"], "emulation": len(foreign["emulation"])},
                 "lease_count": len(leases), "leases": leases, "prior_state": _prior_text(state.get("prior")),
-                "native": state.get("native"), "stale": stale, "restored": restored,
+                "native": state.get("native"), "stale": stale,
                 "waiters": len(state.get("waiters") or {}), "events": list(state.get("events") or []),
-                "lock_holders": self.entry_lock_holders(), "dropped": False, "stale_refusal": None}
+                "lock_holders": self._lock_holders_marked(state, alive), "stale_refusal": None,
+                "corrupt": None}
+
+    def _lock_holders_marked(self, state, alive):
+        """The entry's lock holders, each marked ``ours`` when it is a live lease's holder."""
+        ours = set(rec["pid"] for lease_id, rec in state["leases"].items() if (alive or {}).get(lease_id))
+        holders = self.entry_lock_holders()
+        for holder in holders:
+            holder["ours"] = holder["pid"] in ours
+        return holders
 
 
 # ---------------------------------------------------------------------------
@@ -1550,13 +1749,9 @@ def _kill_holder(record):
 
 
 def _stop_holder(record):
-    """Tell a live holder its lease was closed for it (SIGUSR1: exit, touch nothing)."""
-    pid = record.get("pid")
-    if pid and pid_alive(pid, record.get("start")):
-        try:
-            os.kill(pid, signal.SIGUSR1)
-        except OSError:
-            pass
+    """Tell a live holder its lease was closed for it (SIGUSR1: exit, touch nothing).
+    Only the process the record names (pid and start time) is signalled."""
+    signal_pid(record.get("pid"), record.get("start"), signal.SIGUSR1)
 
 
 def _short_probe(result):
@@ -1585,17 +1780,12 @@ def _describe_status(status):
     return "enabled" if status["enabled"] else "disabled"
 
 
-def window_facts(entry=DEFAULT_ENTRY, binfmt_misc=DEFAULT_BINFMT_MISC, run_dir=DEFAULT_RUN_DIR,
-                 repair=True, check_mode=False):
-    """For binfmt_info: (facts dict, restored bool). A stale window is restored
-    when ``repair`` and not ``check_mode``; check mode only reports it."""
+def window_facts(entry=DEFAULT_ENTRY, binfmt_misc=DEFAULT_BINFMT_MISC, run_dir=DEFAULT_RUN_DIR):
+    """For binfmt_info and binfmt_drift's check: the window facts, read-only."""
     try:
         window = Window(entry, binfmt_misc, run_dir)
     except WindowError as exc:
         return {"entry": entry, "error": exc.message, "stale": False, "lease_count": 0, "leases": [],
-                "mode": None, "prior_state": None, "events": [], "lock_holders": [], "restored": False,
-                "dropped": False, "stale_refusal": None}, False
-    if not window.exists():
-        facts, restored = window._facts(empty_state(entry), stale=False), False
-        return facts, restored
-    return window.facts(repair=repair, check_mode=check_mode)
+                "mode": None, "prior_state": None, "events": [], "lock_holders": [], "stale_refusal": None,
+                "corrupt": None}
+    return window.facts()

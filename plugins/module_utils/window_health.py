@@ -21,7 +21,7 @@ except ImportError:  # the window protocol is not part of this build
     window = None
 
 # Drift kinds that concern the window rather than an entry's definition.
-KINDS = ("stale_window", "foreign_lock", "recreated_entry")
+KINDS = ("stale_window", "corrupt_records", "foreign_lock", "recreated_entry")
 
 
 def packaged_definitions(dirs, names):
@@ -52,14 +52,19 @@ def check(entry, path, run_dir=None):
     if window is None:
         return {"leases": {}, "drift": [], "facts": {"checked": False,
                                                      "reason": "window protocol not available"}}
-    facts, _restored = window.window_facts(entry, path, run_dir or window.DEFAULT_RUN_DIR,
-                                           repair=False, check_mode=True)
+    facts = window.window_facts(entry, path, run_dir or window.DEFAULT_RUN_DIR)
     facts["checked"] = True
     live = [lease for lease in facts.get("leases") or [] if lease.get("alive")]
     leases = {"native": sum(1 for lease in live if lease["mode"] == "native"),
               "emulation": sum(1 for lease in live if lease["mode"] == "emulation")}
     items = []
-    if facts.get("stale") and facts.get("stale_refusal"):
+    if facts.get("corrupt"):
+        items.append(_item(entry, "corrupt_records", ["restore", "drop_records"],
+                           "the native armhf window records of %s are unusable (%s): repairing ends "
+                           "their holders, puts %s back to the state the records last showed (enabled "
+                           "when unknown) and starts the records afresh"
+                           % (entry, facts["corrupt"]["path"], entry)))
+    elif facts.get("stale") and facts.get("stale_refusal"):
         items.append(_item(entry, "stale_window", ["drop_records"],
                            "the native armhf window on %s is stale (prior state %s recorded, no live "
                            "holder), but %s: repairing drops its records and leaves %s as it is"
@@ -68,8 +73,7 @@ def check(entry, path, run_dir=None):
         items.append(_item(entry, "stale_window", ["restore"],
                            "the native armhf window on %s is stale: prior state %s recorded, no live "
                            "holder; restoring it puts %s back" % (entry, facts.get("prior_state"), entry)))
-    ours = set(lease.get("pid") for lease in live)
-    foreign = [h for h in facts.get("lock_holders") or [] if h.get("pid") not in ours]
+    foreign = [h for h in facts.get("lock_holders") or [] if not h.get("ours")]
     if foreign:
         items.append(_item(entry, "foreign_lock", [],
                            "%s is locked by processes that hold no lease: %s" % (
@@ -90,10 +94,13 @@ def _item(entry, kind, steps, message, actual=None):
 
 
 def remediate(item, entry, path, run_dir=None):
-    """Repair one window drift item (only a stale window can be repaired)."""
-    if item["kind"] != "stale_window":
+    """Repair one window drift item (a stale window or corrupt records)."""
+    if item["kind"] not in ("stale_window", "corrupt_records"):
         raise RuntimeError("%s cannot be repaired by binfmt_drift: %s" % (item["kind"], item["message"]))
-    _facts, restored = window.window_facts(entry, path, run_dir or window.DEFAULT_RUN_DIR,
-                                           repair=True, check_mode=False)
-    if not restored:
-        raise RuntimeError("the stale window on %s could not be restored" % entry)
+    try:
+        outcome = window.Window(entry, path, run_dir or window.DEFAULT_RUN_DIR).repair()
+    except window.WindowError as exc:
+        raise RuntimeError(exc.message)
+    if not outcome:
+        raise RuntimeError("the %s on %s could not be repaired (a new lease opened meanwhile?)"
+                           % (item["kind"].replace("_", " "), entry))

@@ -16,7 +16,8 @@ description:
     with the kernel's binfmt_misc and checks the health of the native armhf window on
     O(window_entry), all in one module call whatever the number of entries.
   - In check mode it changes nothing and reports every drift item. Otherwise it remediates
-    entry drift (registers, re-registers, enables, disables, unregisters) and stale windows.
+    entry drift (registers, re-registers, enables, disables, unregisters), stale windows and
+    corrupt window records.
   - A disabled C(qemu-arm) while native leases are open (or an enabled one while emulation leases
     are open) is the window working, not drift.
   - Every desired entry is validated before anything is read or changed; a bad one fails naming
@@ -42,7 +43,9 @@ options:
   window:
     description:
       - Also check the native armhf window on O(window_entry) (stale window, foreign lock holders,
-        entry re-created under an open window) and, outside check mode, repair a stale window.
+        entry re-created under an open window, unusable window records) and, outside check mode,
+        repair a stale window or unusable records (the entry is put back to the state the records
+        last showed, enabled when that is unknown, and the records start afresh).
     type: bool
     default: true
   window_entry:
@@ -105,7 +108,7 @@ drift:
     kind:
       description: >-
         C(missing), C(unexpected), C(definition), C(enabled), C(disabled) for entries;
-        C(stale_window), C(foreign_lock), C(recreated_entry) for the window.
+        C(stale_window), C(corrupt_records), C(foreign_lock), C(recreated_entry) for the window.
       type: str
     message: {description: "What differs, in words.", type: str}
     steps: {description: "Steps that remove it (unregister, register, enable, disable, restore).", type: list, elements: str}

@@ -24,13 +24,11 @@ description:
     own, empty binfmt_misc instance. On older kernels the probe runs directly only when no enabled
     entry could catch it; otherwise the answer is C(null) with the reason (a window,
     M(nativearm.binfmt.native_armhf_window), finds out by disabling the entry).
-  - One repair, the only change this module makes, when O(repair_stale_window=true), the default.
-    A stale window is one whose prior state is recorded but no holder is alive, for example after
-    SIGKILL or the OOM killer. The module puts the prior state back and only then reports
-    C(changed=true). In check mode the stale window is reported and left alone. A stale window whose
-    entry was re-registered since its holders died (a new inode), or whose records are from another
-    boot, is not forced onto the entry; its records are dropped (C(window.dropped)), also with
-    C(changed=true).
+  - Read-only, like every C(*_info) module, in any mode (C(changed) is always false). A stale
+    window (a prior state recorded but no holder alive, for example after SIGKILL or the OOM
+    killer) and unusable window records are reported here, never repaired:
+    M(nativearm.binfmt.binfmt_drift) (the C(nativearm.binfmt.binfmt_drift) role) repairs them, and
+    so do the window's own open and close.
 author:
   - nativearm.binfmt contributors (@nativearm)
 options:
@@ -61,10 +59,6 @@ options:
     description: The entry native armhf windows toggle.
     type: str
     default: qemu-arm
-  repair_stale_window:
-    description: Restore the prior state of a stale window (see the description).
-    type: bool
-    default: true
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - nativearm.binfmt.window
@@ -89,9 +83,10 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "native armhf: {{ binfmt.native_armhf.native }} ({{ binfmt.native_armhf.reason }})"
 
-- name: Only report a stale window, do not repair it
-  nativearm.binfmt.binfmt_info:
-    repair_stale_window: false
+- name: Warn about a stale window or unusable window records (binfmt_drift repairs them)
+  ansible.builtin.debug:
+    msg: "{{ binfmt.window.corrupt.message if binfmt.window.corrupt else 'the native armhf window is stale' }}"
+  when: binfmt.window.stale or binfmt.window.corrupt
 """
 
 RETURN = r"""
@@ -147,14 +142,19 @@ native_armhf:
            reason: "page size 16384: the armhf libc's 4K-aligned segments cannot load ...", probe: null}
 window:
   description:
-    - The native armhf window on O(window_entry). Includes C(lease_count), C(leases) (id, mode,
-      pid, owner_pid, expiry), C(mode), C(prior_state), C(stale), C(stale_refusal) (why a stale
-      window's prior would not be applied, or null), C(restored), C(dropped), C(events) and
-      C(lock_holders) (pid, command line, lock type).
+    - The native armhf window on O(window_entry). Includes C(lease_count) and C(leases) (id, mode,
+      holder pid, owner_pid, expiry, alive), C(mode), C(prior_state), C(stale), C(stale_refusal) (why
+      repairing a stale window would drop its records instead of applying its prior, or null),
+      C(corrupt) (null, or C(path) and C(message) of unusable records that
+      M(nativearm.binfmt.binfmt_drift) repairs), C(events) and C(lock_holders).
+    - C(lock_holders) are the processes holding a lock on the entry, from C(/proc/locks): pid, uid,
+      command line, lock type (C(kind), C(access), C(blocked)) and C(ours) (true for a live lease's
+      holder).
     - C(events) are the last 50 window transitions and anomalies, each with time, lease, pid and
       detail, such as V(opened), V(restored), V(probe_failed_rollback), V(holder_gone),
       V(stale_window_restored), V(stale_window_dropped), V(reasserted), V(entry_recreated),
-      V(entry_appeared), V(entry_vanished), V(ttl_expired), V(owner_gone) and V(opener_gone).
+      V(entry_appeared), V(entry_vanished), V(ttl_expired), V(owner_gone), V(opener_gone) and
+      V(records_repaired).
       A join or a plain close is not an event.
   returned: always
   type: dict
@@ -201,7 +201,6 @@ def build_module():
             probe_command=dict(type="list", elements="str"),
             window_entry=dict(type="str", default="qemu-arm"),
             run_dir=dict(type="path", default=DEFAULT_RUN_DIR),
-            repair_stale_window=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )
@@ -215,12 +214,9 @@ def run(module):
     host = probe.host_facts()
     native = native_armhf(path, p["probe_command"], host) if p["probe"] else None
     host["aarch32_el0"] = native["aarch32_el0"] if native else probe.aarch32_el0_fact(host["machine"])
-    window, restored = window_facts(p["window_entry"], path, p["run_dir"],
-                                    repair=p["repair_stale_window"], check_mode=module.check_mode)
-    if restored:
-        entries = bm.read_all_entries(path)
+    window = window_facts(p["window_entry"], path, p["run_dir"])
     module.exit_json(
-        changed=bool(restored),
+        changed=False,
         binfmt_misc=dict(path=path, mounted=mounted, enabled=bm.read_status(path) if mounted else None),
         entries=entries,
         descriptors=descriptors.scan_descriptors(p["binfmts_dir"], p["binfmt_d_dirs"],

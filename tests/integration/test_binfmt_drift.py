@@ -87,7 +87,7 @@ def test_native_lease_is_not_drift_but_a_stale_window_is(instance, tmp_path):
     assert bm.read_entry("qemu-arm", instance.path)["enabled"] is False  # not fought
     assert result["window"]["lease_count"] == 1
 
-    info = run_module("binfmt_info", {"probe": False, "run_dir": run_dir, "repair_stale_window": False},
+    info = run_module("binfmt_info", {"probe": False, "run_dir": run_dir},
                       check=True, wrap=instance.nsenter)
     for held in info["window"]["leases"]:
         os.kill(held["pid"], signal.SIGKILL)

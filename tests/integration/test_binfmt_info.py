@@ -88,9 +88,20 @@ def test_unmounted_binfmt_misc_is_reported(tmp_path):
     assert result["binfmt_misc"]["mounted"] is False and result["entries"] == {}
 
 
-def test_stale_window_reported_in_check_mode_then_repaired(instance, tmp_path):
+def _records(run_dir):
+    """{path: bytes} of every file under the window run dir."""
+    out = {}
+    for top, dirs, files in os.walk(run_dir):
+        for name in files:
+            with open(os.path.join(top, name), "rb") as f:
+                out[os.path.join(top, name)] = f.read()
+    return out
+
+
+def test_stale_window_only_reported_then_binfmt_drift_repairs(instance, tmp_path):
     """A holder killed with SIGKILL leaves a stale window: qemu-arm disabled, prior state recorded.
-    Check mode reports it and changes nothing; a normal run restores it (changed: true)."""
+    binfmt_info reports it and changes nothing, in check mode or not (records byte-identical);
+    binfmt_drift restores it."""
     import signal
     import time
     register_qemu_arm(instance)
@@ -103,13 +114,35 @@ def test_stale_window_reported_in_check_mode_then_repaired(instance, tmp_path):
     deadline = time.time() + 5
     while os.path.exists("/proc/%d" % opened["holder_pid"]) and time.time() < deadline:
         time.sleep(0.02)
-    before = instance.snapshot()
-    checked = info(instance, tmp_path, check=True, probe=False)
-    assert checked["window"]["stale"] is True and checked["changed"] is False
-    assert instance.snapshot() == before
-    repaired = info(instance, tmp_path, probe=False)
-    assert repaired["changed"] is True
+    before, records = instance.snapshot(), _records(run_dir)
+    for check in (True, False):
+        seen = info(instance, tmp_path, check=check, probe=False)
+        assert seen["_status"] == "ok", seen.get("msg")
+        assert seen["window"]["stale"] is True and seen["changed"] is False
+        assert seen["window"]["leases"][0]["alive"] is False
+        assert instance.snapshot() == before and _records(run_dir) == records
+    fixed = run_module("binfmt_drift", {"entries": [], "run_dir": run_dir}, wrap=instance.nsenter)
+    assert fixed["changed"] is True and [i["kind"] for i in fixed["drift"]] == ["stale_window"], fixed
     assert bm.read_entry("qemu-arm", instance.path)["enabled"] is True
-    assert repaired["entries"]["qemu-arm"]["enabled"] is True
     again = info(instance, tmp_path, probe=False)
     assert again["changed"] is False and again["window"]["stale"] is False
+    assert again["window"]["events"][-1]["event"] == "stale_window_restored"
+
+
+def test_corrupt_records_reported_not_moved(instance, tmp_path):
+    register_qemu_arm(instance)
+    run_dir = str(tmp_path / "run")
+    opened = run_module("native_armhf_window", {"state": "open", "mode": "emulation", "run_dir": run_dir},
+                        wrap=instance.nsenter)
+    assert opened["_status"] == "ok", opened.get("msg")
+    closed = run_module("native_armhf_window", {"state": "closed", "lease_id": opened["lease_id"],
+                                                "run_dir": run_dir}, wrap=instance.nsenter)
+    assert closed["_status"] == "ok", closed.get("msg")
+    (state,) = [p for p in _records(run_dir) if os.path.basename(p) == "state-qemu-arm.json"]
+    with open(state, "w") as f:
+        f.write('{"leases": null}')
+    records = _records(run_dir)
+    seen = info(instance, tmp_path, probe=False)
+    assert seen["_status"] == "ok" and seen["changed"] is False, seen.get("msg")
+    assert seen["window"]["corrupt"]["path"] == state and "binfmt_drift" in seen["window"]["corrupt"]["message"]
+    assert _records(run_dir) == records

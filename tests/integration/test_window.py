@@ -119,7 +119,7 @@ def test_run_dir_is_root_only_and_per_instance(host, instance, tmp_path):
         w2 = W.Window(ENTRY, other.path, run)
         assert w2.dir != inst_dir
         assert W.instance_key(other.path) != W.instance_key(instance.path)
-        assert w2.facts()[0]["lease_count"] == 0
+        assert w2.facts()["lease_count"] == 0
         assert bm.read_entry(ENTRY, other.path)["enabled"] is True
         b = w2.open("native", probe=true_probe, ttl=60)
         assert b["first"]                      # its own window, not a joiner of the other's
@@ -355,20 +355,20 @@ def test_no_starvation_under_native_load(host):
 # crashes, ttl, owner_pid
 # ---------------------------------------------------------------------------
 
-def test_sigkilled_holder_is_recovered_by_facts(host):
+def test_sigkilled_holder_is_reported_by_facts_and_recovered_by_repair(host):
     a = open_native(host)
     os.kill(a["holder_pid"], signal.SIGKILL)
     wait_for(lambda: gone(a["holder_pid"]))
     assert host.entry() == "disabled"              # nothing restored it yet
-    facts = host.facts(repair=False)
+    records = open(host.window().state_path).read()
+    facts = host.facts()
     assert facts["stale"] and facts["lease_count"] == 1 and not facts["leases"][0]["alive"]
-    facts, restored = host.window().facts(repair=True, check_mode=True)
-    assert facts["stale"] and not restored and host.entry() == "disabled"   # check mode reports only
-    facts, restored = host.window().facts(repair=True)
-    assert restored and facts["restored"] and not facts["stale"]
-    assert host.entry() == "enabled"
+    assert host.entry() == "disabled" and open(host.window().state_path).read() == records   # read-only
+    assert host.repair() == "restored"
+    facts = host.facts()
+    assert not facts["stale"] and host.entry() == "enabled"
     assert [e["event"] for e in facts["events"]][-2:] == ["holder_gone", "stale_window_restored"]
-    assert W.window_facts(ENTRY, host.path, host.run_dir)[1] is False      # nothing more to do
+    assert host.repair() is None                   # nothing more to do
 
 
 def test_sigkilled_holder_is_recovered_by_next_open(host):
@@ -484,8 +484,9 @@ def test_stale_window_is_not_forced_onto_a_re_registered_entry(instance, tmp_pat
         register_qemu_arm(host.path)              # re-registered enabled after the holder died
         facts = host.facts()
         assert facts["stale"] and "inode" in facts["stale_refusal"]
-        facts, changed = host.window().facts(repair=True)
-        assert changed and facts["dropped"] and not facts["restored"] and not facts["stale"]
+        assert host.repair() == "dropped"
+        facts = host.facts()
+        assert not facts["stale"]
         assert host.entry() == "enabled"          # the registrant's state, not the stale prior
         assert facts["events"][-1]["event"] == "stale_window_dropped"
         assert facts["mode"] is None and facts["prior_state"] is None and facts["lease_count"] == 0
@@ -509,7 +510,7 @@ def test_records_of_a_dead_instance_are_not_applied_to_a_new_one(tmp_path):
         reused = W.Window(ENTRY, new.path, new.run_dir, instance_dir=records)
         r = reused.open("native", probe=true_probe, ttl=120)
         assert r["first"] and r["prior_state"] == "enabled"      # the new instance's own prior
-        events = [e["event"] for e in reused.facts()[0]["events"]]
+        events = [e["event"] for e in reused.facts()["events"]]
         assert "stale_window_dropped" in events and "stale_window_restored" not in events
         reused.close(r["lease_id"])
         assert new.entry() == "enabled"
@@ -532,7 +533,7 @@ def test_lock_file_of_a_holder_killed_before_admission_is_swept(host):
         old = time.time() - 2 * W.LOCK_FILE_MIN_AGE
         for holder in (killed, live):
             os.utime(os.path.join(w.dir, holder.lock_name), (old, old))
-        w.facts(repair=True)
+        w.repair()
         assert not os.path.exists(os.path.join(w.dir, killed.lock_name))
         assert os.path.exists(os.path.join(w.dir, live.lock_name))       # locked: not litter
     finally:

@@ -126,7 +126,7 @@ def test_module_qemu_arm_absent(instance, tmp_path):
         host.close()
 
 
-def test_binfmt_info_reports_and_repairs_a_stale_window(host):
+def test_binfmt_info_reports_a_stale_window_and_binfmt_drift_repairs_it(host):
     import signal
     r = window(host, state="open", probe=["/bin/true"], lease_id="crashy", ttl=300)
     pid = r["holder_pid"]
@@ -141,9 +141,10 @@ def test_binfmt_info_reports_and_repairs_a_stale_window(host):
     check = run_module("binfmt_info", {"run_dir": host.run_dir, "probe": False}, check=True,
                        wrap=host.inst.nsenter)
     assert not check["changed"] and check["window"]["stale"] and host.entry() == "disabled"
-    fix = run_module("binfmt_info", {"run_dir": host.run_dir, "probe": False}, wrap=host.inst.nsenter)
-    assert fix["changed"] and fix["window"]["restored"] and host.entry() == "enabled"
-    assert [e["event"] for e in fix["window"]["events"]][-2:] == ["holder_gone", "stale_window_restored"]
+    seen = run_module("binfmt_info", {"run_dir": host.run_dir, "probe": False}, wrap=host.inst.nsenter)
+    assert not seen["changed"] and seen["window"]["stale"] and host.entry() == "disabled"   # read-only
+    fix = run_module("binfmt_drift", {"run_dir": host.run_dir, "entries": []}, wrap=host.inst.nsenter)
+    assert fix["changed"] and host.entry() == "enabled"
     again = run_module("binfmt_info", {"run_dir": host.run_dir, "probe": False}, wrap=host.inst.nsenter)
     assert not again["changed"] and not again["window"]["stale"]
 

@@ -89,8 +89,12 @@ class Host(object):
     def ino(self):
         return os.stat(os.path.join(self.path, ENTRY)).st_ino
 
-    def facts(self, repair=False):
-        return self.window().facts(repair=repair)[0]
+    def facts(self):
+        return self.window().facts()
+
+    def repair(self):
+        """binfmt_drift's repair of this host's window."""
+        return self.window().repair()
 
     def close(self):
         kill_holders(self.run_dir)

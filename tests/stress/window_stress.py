@@ -297,11 +297,11 @@ def run(workers=8, cycles=25, kill_rate=0.05, native_share=0.7, hold_ms=20, prio
             with open(log) as f:
                 rounds.extend(line.split() for line in f if line.strip())
         builder_violations = sum(int(r[0]) for r in rounds)
-        # what binfmt_info does: recover windows left stale by killed holders
+        # what binfmt_drift does: recover windows left stale by killed holders
         restored = False
         for d in dirs:
-            facts, restored_here = W.window_facts(ENTRY, inst.path, d, repair=True)
-            restored = restored or restored_here
+            restored = W.Window(ENTRY, inst.path, d).repair() == "restored" or restored
+            facts = W.window_facts(ENTRY, inst.path, d)
         final = _entry_enabled(inst.path)
         leftover = [pid for d in dirs for pid in processes_using(d)]
         events = facts.get("events") or []

@@ -371,8 +371,8 @@ def test_systemd_binfmt_restart_mid_window_is_reasserted(compat, module, compat_
 def test_stale_window_is_not_forced_onto_a_systemd_binfmt_re_registration(compat, module):
     """A build crashes mid-window (its holder SIGKILLed) on a host where an admin had disabled
     qemu-arm; systemd-binfmt then re-registers qemu-arm (new inode, enabled). The stale
-    window's prior (disabled) belongs to the old registration: binfmt_info drops the records
-    and leaves the new registration as systemd-binfmt made it."""
+    window's prior (disabled) belongs to the old registration: binfmt_info reports it (read-only),
+    binfmt_drift drops the records and leaves the new registration as systemd-binfmt made it."""
     compat.run_expect([0], "echo 0 > %s" % QEMU_ARM)
     try:
         opened = module("compat", "native_armhf_window", {"state": "open", "ttl": 600})
@@ -384,13 +384,17 @@ def test_stale_window_is_not_forced_onto_a_systemd_binfmt_re_registration(compat
         seen = module("compat", "binfmt_info", {"probe": False}, check=True)
         assert seen["changed"] is False and seen["window"]["stale"] is True, seen["window"]
         assert "inode" in (seen["window"]["stale_refusal"] or ""), seen["window"]
-        fixed = module("compat", "binfmt_info", {"probe": False})
-        assert fixed["changed"] is True and fixed["window"]["dropped"] is True, fixed["window"]
-        assert fixed["window"]["restored"] is False and fixed["window"]["lease_count"] == 0
-        assert fixed["window"]["events"][-1]["event"] == "stale_window_dropped"
+        assert qemu_arm(compat) == "enabled"         # binfmt_info changed nothing
+        fixed = module("compat", "binfmt_drift", {"entries": []})
+        items = [i for i in fixed["drift"] if i["kind"] == "stale_window"]
+        assert fixed["changed"] is True and len(items) == 1 and items[0]["fixed"], fixed["drift"]
+        assert items[0]["steps"] == ["drop_records"], items
+        after = module("compat", "binfmt_info", {"probe": False})["window"]
+        assert not after["stale"] and after["lease_count"] == 0, after
+        assert after["events"][-1]["event"] == "stale_window_dropped"
         assert qemu_arm(compat) == "enabled"         # systemd-binfmt's registration, untouched
     finally:
-        module("compat", "binfmt_info", {"probe": False})
+        module("compat", "binfmt_drift", {"entries": []})
         compat.run("echo 1 > %s" % QEMU_ARM)
 
 

@@ -55,7 +55,7 @@ def test_demo_build_ran_and_said_how(host):
 
 
 def test_no_lease_left(host):
-    info = host.ansible("nativearm.binfmt.binfmt_info", "probe=false repair_stale_window=false",
+    info = host.ansible("nativearm.binfmt.binfmt_info", "probe=false",
                         check=True)
     window = info["window"]
     assert window["lease_count"] == 0, window
