@@ -266,3 +266,24 @@ def test_signal_only_the_process_that_started_then():
     finally:
         proc.kill()
         proc.wait()
+
+
+# ---------------------------------------------------------------------------
+# entry writes land on binfmt_misc
+# ---------------------------------------------------------------------------
+
+def test_look_alike_binfmt_misc_with_a_symlinked_entry_is_refused(tmp_path):
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "status").write_text("enabled\n")
+    (fake / "register").write_text("")
+    victim = tmp_path / "victim"
+    victim.write_text("enabled\n")
+    (fake / ENTRY).symlink_to(victim)
+    run = tmp_path / "run"
+    for mode in ("native", "emulation"):
+        with pytest.raises(W.WindowError, match="binfmt_misc: .*not a binfmt_misc filesystem"):
+            W.Window(ENTRY, str(fake), str(run)).open(mode, probe=true_probe, ttl=10, wait=1)
+    assert victim.read_text() == "enabled\n" and not run.exists()
+    assert "not a binfmt_misc filesystem" in W.window_facts(ENTRY, str(fake), str(run))["error"]
+    assert victim.read_text() == "enabled\n"
