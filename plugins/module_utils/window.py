@@ -976,7 +976,7 @@ class Window(object):
         status = self.entry_status()
         return {
             "entry": self.entry, "entry_present": status["present"], "entry_enabled": status["enabled"],
-            "window_mode": state.get("mode"), "holders": len(state["leases"]),
+            "window_mode": state.get("mode"), "leases": len(state["leases"]),
             "prior_state": _prior_text(state.get("prior")),
         }
 
@@ -1371,7 +1371,7 @@ class Window(object):
         return {
             "changed": changed, "lease_id": lease_id, "mode": record.get("mode"),
             "native": bool(state.get("native")) if record.get("mode") == "native" else False,
-            "holders": len(state["leases"]), "first": False, "restored": False,
+            "leases": len(state["leases"]), "first": False, "restored": False,
             "prior_state": _prior_text(state.get("prior")), "reason": None,
             "holder_pid": record.get("pid"), "expires": record.get("expires"),
             "entry_present": status["present"], "entry_enabled": status["enabled"],
@@ -1384,12 +1384,12 @@ class Window(object):
         live = dict((k, v) for k, v in state["leases"].items() if self.lease_alive(v))
         status = self.entry_status()
         before = {"entry": self.entry, "entry_present": status["present"], "entry_enabled": status["enabled"],
-                  "window_mode": state.get("mode") if live else None, "holders": len(live),
+                  "window_mode": state.get("mode") if live else None, "leases": len(live),
                   "prior_state": _prior_text(state.get("prior")) if live else None}
         if lease_id in live:
             rec = live[lease_id]
             return {"changed": False, "lease_id": lease_id, "mode": rec["mode"],
-                    "native": bool(state.get("native")) and rec["mode"] == "native", "holders": len(live),
+                    "native": bool(state.get("native")) and rec["mode"] == "native", "leases": len(live),
                     "first": False, "restored": False, "prior_state": before["prior_state"],
                     "reason": None, "holder_pid": rec["pid"], "expires": rec.get("expires"),
                     "entry_present": status["present"], "entry_enabled": status["enabled"],
@@ -1407,14 +1407,14 @@ class Window(object):
         else:
             native = False
         after = dict(before)
-        after.update(window_mode=window or mode, holders=len(live) + 1)
+        after.update(window_mode=window or mode, leases=len(live) + 1)
         if first and status["present"]:
             after["entry_enabled"] = desired_enabled(mode)
             after["prior_state"] = _prior_text({"present": True, "enabled": status["enabled"]})
         elif first:
             after["prior_state"] = "absent"
         return {"changed": True, "lease_id": lease_id, "mode": mode, "native": native,
-                "holders": len(live) + 1, "first": first, "restored": False,
+                "leases": len(live) + 1, "first": first, "restored": False,
                 "prior_state": after["prior_state"], "reason": reason, "holder_pid": None, "expires": None,
                 "entry_present": status["present"], "entry_enabled": status["enabled"],
                 "before": before, "after": after}
@@ -1440,7 +1440,7 @@ class Window(object):
             restored = rec is not None and not [k for k in live if k != lease_id] and state.get("prior") is not None
             after = dict(before)
             if rec is not None:
-                after["holders"] = len([k for k in live if k != lease_id])
+                after["leases"] = len([k for k in live if k != lease_id])
                 if restored:
                     target = restore_target(state)
                     after.update(window_mode=None, prior_state=None)
@@ -1502,7 +1502,7 @@ class Window(object):
     def _closed_result(self, state, lease_id, record, changed, restored, before, after=None):
         status = self.entry_status()
         result = {"changed": changed, "lease_id": lease_id, "mode": record.get("mode") if record else None,
-                  "native": False, "holders": len(state["leases"]), "first": False, "restored": restored,
+                  "native": False, "leases": len(state["leases"]), "first": False, "restored": restored,
                   "prior_state": (before or {}).get("prior_state") if restored else _prior_text(state.get("prior")),
                   "reason": None, "holder_pid": record.get("pid") if record else None, "expires": None,
                   "entry_present": status["present"], "entry_enabled": status["enabled"],

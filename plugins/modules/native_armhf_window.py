@@ -149,7 +149,7 @@ attributes:
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
-    details: The entry's state, the window mode and the number of holders before and after.
+    details: The entry's state, the window mode and the number of open leases before and after.
   platform:
     description: Target OS/families that can be operated against.
     support: N/A
@@ -204,8 +204,8 @@ native:
   returned: always
   type: bool
   sample: true
-holders:
-  description: Open leases of either mode after the call.
+leases:
+  description: Open leases of either mode after the call (a count).
   returned: always
   type: int
   sample: 1

@@ -55,20 +55,20 @@ def test_native_window_disables_and_last_out_restores(host):
     assert host.entry() == "enabled"
     a = open_native(host)
     assert a["changed"] and a["first"] and a["native"] and a["mode"] == "native"
-    assert a["holders"] == 1 and a["prior_state"] == "enabled"
+    assert a["leases"] == 1 and a["prior_state"] == "enabled"
     assert host.entry() == "disabled"
     b = open_native(host)
-    assert b["changed"] and not b["first"] and b["native"] and b["holders"] == 2
+    assert b["changed"] and not b["first"] and b["native"] and b["leases"] == 2
     # both holders hold LOCK_SH on the entry; /proc/locks names them
     locks = host.facts()["lock_holders"]
     assert set(h["pid"] for h in locks) == {a["holder_pid"], b["holder_pid"]}
     assert all(h["access"] == "READ" and "nativearm-window-holder" in h["cmdline"] for h in locks)
     c = host.window().close(a["lease_id"])
-    assert c["changed"] and not c["restored"] and c["holders"] == 1
+    assert c["changed"] and not c["restored"] and c["leases"] == 1
     assert host.entry() == "disabled"          # I1: b is still open
     wait_for(lambda: gone(a["holder_pid"]))
     d = host.window().close(b["lease_id"])
-    assert d["changed"] and d["restored"] and d["holders"] == 0 and d["prior_state"] == "enabled"
+    assert d["changed"] and d["restored"] and d["leases"] == 0 and d["prior_state"] == "enabled"
     assert host.entry() == "enabled"           # I3
     wait_for(lambda: gone(b["holder_pid"]))
     assert host.facts()["lock_holders"] == []
@@ -169,7 +169,7 @@ def test_probe_failure_rolls_back_then_emulates(host):
     r = host.window().open("native", probe=probe, ttl=60)
     assert seen == ["disabled"]       # the probe ran with qemu-arm disabled
     assert r["changed"] and r["mode"] == "emulation" and r["native"] is False
-    assert r["first"] and r["holders"] == 1
+    assert r["first"] and r["leases"] == 1
     assert "Exec format error" in r["reason"]
     assert host.entry() == "enabled"  # I2 for the fallback lease
     events = [e["event"] for e in host.facts()["events"]]
@@ -226,7 +226,7 @@ def test_open_with_an_open_lease_id_is_unchanged(host):
     snap = host.inst.snapshot()
     b = open_native(host, lease_id="build-1")
     assert not b["changed"] and b["lease_id"] == "build-1" and b["holder_pid"] == a["holder_pid"]
-    assert b["holders"] == 1 and not b["first"]
+    assert b["leases"] == 1 and not b["first"]
     assert host.inst.snapshot() == snap
     assert host.facts()["lease_count"] == 1
 
@@ -235,7 +235,7 @@ def test_close_of_a_lease_that_is_not_open(host):
     a = open_native(host)
     snap = host.inst.snapshot()
     r = host.window().close("never-opened")
-    assert not r["changed"] and "not open" in r["warning"] and r["holders"] == 1
+    assert not r["changed"] and "not open" in r["warning"] and r["leases"] == 1
     assert host.inst.snapshot() == snap
     host.window().close(a["lease_id"])
     again = host.window().close(a["lease_id"])
@@ -285,7 +285,7 @@ def test_native_blocked_by_emulation_falls_back_or_fails(host):
     assert "emu-1" in err.value.message
     r = open_native(host, wait=1)
     assert r["mode"] == "emulation" and r["native"] is False and "emu-1" in r["reason"]
-    assert r["holders"] == 2 and host.entry() == "enabled"
+    assert r["leases"] == 2 and host.entry() == "enabled"
     host.window().close(e["lease_id"])
     host.window().close(r["lease_id"])
     assert host.entry() == "enabled"
@@ -380,7 +380,7 @@ def test_sigkilled_holder_is_recovered_by_next_open(host):
     os.kill(b["holder_pid"], signal.SIGKILL)
     wait_for(lambda: gone(b["holder_pid"]))
     e = open_emulation(host, wait=0)                 # recovers, then opens the other mode
-    assert e["first"] and e["prior_state"] == "enabled" and e["holders"] == 1
+    assert e["first"] and e["prior_state"] == "enabled" and e["leases"] == 1
     host.window().close(e["lease_id"])
     assert host.entry() == "enabled"
 

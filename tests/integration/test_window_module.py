@@ -34,7 +34,7 @@ def window(host, check=False, diff=False, **args):
 def test_module_native_window_lifecycle(host):
     r = window(host, diff=True, state="open", probe=["/bin/true"], lease_id="ci-1", ttl=300)
     assert r["_status"] == "ok" and r["changed"], r
-    assert r["native"] is True and r["mode"] == "native" and r["first"] and r["holders"] == 1
+    assert r["native"] is True and r["mode"] == "native" and r["first"] and r["leases"] == 1
     assert r["tier"] == "native_probe" and r["prior_state"] == "enabled"
     assert r["diff"]["before"]["entry_enabled"] is True and r["diff"]["after"]["entry_enabled"] is False
     pid = r["holder_pid"]
@@ -56,7 +56,7 @@ def test_module_native_window_lifecycle(host):
 
     again = window(host, state="open", probe=["/bin/true"], lease_id="ci-1")
     assert again["_status"] == "ok" and not again["changed"]
-    assert again["holder_pid"] == pid and again["holders"] == 1
+    assert again["holder_pid"] == pid and again["leases"] == 1
 
     c = window(host, diff=True, state="closed", lease_id="ci-1")
     assert c["_status"] == "ok" and c["changed"] and c["restored"] and c["prior_state"] == "enabled"

@@ -160,7 +160,7 @@ def test_compat_window_opens_natively_and_restores(compat, module, compat_progra
     assert not opened.get("failed"), opened
     try:
         assert opened["native"] is True, opened
-        assert opened["first"] is True and opened["holders"] == 1, opened
+        assert opened["first"] is True and opened["leases"] == 1, opened
         assert qemu_arm(compat) == "disabled"
         rc, out, exe = run_armhf(compat, compat_program)
         assert rc == 0 and "armhf-ok" in out, out
