@@ -26,9 +26,9 @@ description:
     M(nativearm.binfmt.native_armhf_window), finds out by disabling the entry).
   - Read-only, like every C(*_info) module, in any mode (C(changed) is always false). A stale
     window (a prior state recorded but no holder alive, for example after SIGKILL or the OOM
-    killer) and unusable window records are reported here, never repaired:
-    M(nativearm.binfmt.binfmt_drift) (the C(nativearm.binfmt.binfmt_drift) role) repairs them, and
-    so do the window's own open and close.
+    killer) and unusable window records are reported here, never repaired. They are repaired by
+    M(nativearm.binfmt.binfmt_drift) (the C(nativearm.binfmt.binfmt_drift) role) and by the window's
+    own open and close.
 author:
   - nativearm.binfmt contributors (@nativearm)
 options:
@@ -147,9 +147,9 @@ window:
       repairing a stale window would drop its records instead of applying its prior, or null),
       C(corrupt) (null, or C(path) and C(message) of unusable records that
       M(nativearm.binfmt.binfmt_drift) repairs), C(events) and C(lock_holders).
-    - C(lock_holders) are the processes holding a lock on the entry, from C(/proc/locks): pid, uid,
-      command line, lock type (C(kind), C(access), C(blocked)) and C(ours) (true for a live lease's
-      holder).
+    - C(lock_holders) are the processes holding a lock on the entry, from C(/proc/locks), each with
+      C(pid), C(uid), C(cmdline), the lock type (C(kind), C(access), C(blocked)) and C(ours) (true for
+      a live lease's holder).
     - C(events) are the last 50 window transitions and anomalies, each with time, lease, pid and
       detail, such as V(opened), V(restored), V(probe_failed_rollback), V(holder_gone),
       V(stale_window_restored), V(stale_window_dropped), V(reasserted), V(entry_recreated),

@@ -1,7 +1,6 @@
 """Pure parts of the window protocol: /proc/locks parsing, admission and
 fairness, tiers, restore targets, lease ids, records files."""
 import os
-import stat
 
 import pytest
 
