@@ -263,7 +263,6 @@ import re
 import signal
 import time
 
-from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
 # The records on disk (run dir, state file, lock file names) live in _window_records;
 # the names below are used here or re-exported for callers of window.
 from ansible_collections.nativearm.binfmt.plugins.module_utils._window_records import (  # noqa: F401 pylint: disable=unused-import
