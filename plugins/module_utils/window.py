@@ -1112,7 +1112,9 @@ class Window(object):
                             if waiting is not None:
                                 state["waiters"][token] = waiting
                         except RecordsWriteError as exc:
-                            # fail closed: take the lease out again and put the entry back
+                            # fail closed: take the lease out again and put the entry back (its
+                            # holder first, so that its own LOCK_SH does not defer the restore)
+                            holder.kill()
                             self._abandon(lease_id)
                             raise RecordsWriteError("%s: no %s lease was opened: %s; the entry is %s"
                                                     % (self.entry, mode, exc.message,
