@@ -120,7 +120,7 @@ def lease_reason(lease, entry):
     if lease.get("native"):
         probe = lease.get("probe") or {}
         how = probe.get("reason") or ("it joined a native window already open (%d lease(s))"
-                                      % (lease.get("holders") or 1))
+                                      % (lease.get("leases") or 1))
         return "native window: %s was disabled while the command ran; %s" % (entry, how)
     if lease.get("reason"):
         return lease["reason"]

@@ -74,7 +74,7 @@ def test_lease_reason():
     native = {"native": True, "probe": {"reason": "the probe ran natively (exit status 0)"}}
     expected = "native window: qemu-arm was disabled while the command ran; the probe ran natively (exit status 0)"
     assert C.lease_reason(native, "qemu-arm") == expected
-    joined = {"native": True, "probe": None, "holders": 3}
+    joined = {"native": True, "probe": None, "leases": 3}
     assert "joined a native window already open (3 lease(s))" in C.lease_reason(joined, "qemu-arm")
     fallback = {"native": False, "mode": "emulation", "reason": "Exec format error: this host is x86_64"}
     assert C.lease_reason(fallback, "qemu-arm") == "Exec format error: this host is x86_64"
