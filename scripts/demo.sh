@@ -14,9 +14,11 @@ play() {
   ansible-playbook -i localhost, -c local -e "ansible_python_interpreter=$PWD/.venv/bin/python" "$@"
 }
 if [ "${DEMO_SANDBOX:-0}" = 1 ]; then
-  # Lease records go to a tmpfs that exists only inside the sandbox's mount namespace.
+  # Lease records and the recorded desired state go to tmpfs mounts that exist only inside
+  # the sandbox's mount namespace.
   exec python3 tests/sandbox/nsrun.py -- sh -c '
     mkdir -p /run/nativearm-binfmt && mount -t tmpfs -o mode=0700 nativearm-demo /run/nativearm-binfmt
+    mkdir -p /var/lib/nativearm-binfmt && mount -t tmpfs -o mode=0755 nativearm-demo /var/lib/nativearm-binfmt
     for pb in nativearm.binfmt.provision nativearm.binfmt.build; do
       ansible-playbook -i localhost, -c local -e "ansible_python_interpreter=$0" "$pb" || exit
     done' "$PWD/.venv/bin/python"

@@ -14,6 +14,10 @@ native leases is the window working, not drift: it yields no item.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import json
+
+from ansible.module_utils.parsing.convert_bool import boolean
+
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc
 from ansible_collections.nativearm.binfmt.plugins.module_utils.presets import PRESETS, preset
 
@@ -29,6 +33,10 @@ class DriftSpecError(ValueError):
             "entries[%d].%s: %s" % (index, field, message))
         self.index = index
         self.field = field
+
+
+class DesiredStateError(ValueError):
+    """A desired-state file whose content cannot be used."""
 
 
 def preset_arch_of(name):
@@ -66,9 +74,11 @@ def resolve_desired(specs, packaged=None):
         state = spec.get("state") or "present"
         if state not in ("present", "absent"):
             raise DriftSpecError(index, "state", "must be 'present' or 'absent', got %r" % state)
-        enabled = spec.get("enabled", True)
-        if not isinstance(enabled, bool):
-            raise DriftSpecError(index, "enabled", "must be a boolean, got %r" % (enabled,))
+        enabled = spec.get("enabled")
+        try:   # what Ansible takes for a bool ("yes" from an AWX survey or -e included)
+            enabled = True if enabled is None else boolean(enabled, strict=True)
+        except TypeError:
+            raise DriftSpecError(index, "enabled", "must be a boolean (true/false, yes/no), got %r" % (enabled,))
         item = {"name": name, "state": state, "enabled": enabled, "definition": None,
                 "alternatives": [], "source": None}
         if state == "present":
@@ -76,6 +86,20 @@ def resolve_desired(specs, packaged=None):
             item["definition"], item["alternatives"] = definitions[0], definitions[1:]
         desired.append(item)
     return desired
+
+
+def parse_desired_state(text, path):
+    """The entries of a desired-state file (JSON ``{"entries": [...]}``, as build_host
+    writes it). Raises DesiredStateError naming the file for anything else."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise DesiredStateError("%s is not valid JSON (%s); provision the host again to rewrite it" % (path, exc))
+    entries = data.get("entries") if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise DesiredStateError("%s has no 'entries' list of mappings; provision the host again to rewrite it"
+                                % path)
+    return entries
 
 
 def _definition(index, spec, packaged):

@@ -12,34 +12,93 @@ module: binfmt_drift
 short_description: Check (and fix) binfmt_misc entries and native armhf window health in one call
 version_added: "0.1.0"
 description:
-  - Compares a list of desired entries (the shape of M(nativearm.binfmt.binfmt_entry)'s options)
-    with the kernel's binfmt_misc and checks the health of the native armhf window on
-    O(window_entry), all in one module call whatever the number of entries.
-  - In check mode it changes nothing and reports every drift item. Otherwise it remediates
-    entry drift (registers, re-registers, enables, disables, unregisters), stale windows and
-    corrupt window records.
+  - Compares the desired entries (O(entries), or when it is not given the state that the
+    C(nativearm.binfmt.build_host) role recorded on the host in O(desired_state_file)) with the
+    kernel's binfmt_misc and checks the health of the native armhf window on O(window_entry), all in
+    one module call whatever the number of entries.
+  - In check mode it changes nothing on the host, writes no file and creates no directory, and reports
+    every drift item. Otherwise it remediates entry drift (registers, re-registers, enables, disables,
+    unregisters), stale windows and corrupt window records, and writes the report.
   - A disabled C(qemu-arm) while native leases are open (or an enabled one while emulation leases
-    are open) is the window working, not drift.
+    are open) is the window working, not drift. A C(qemu-arm) left disabled by a tool that never
+    restores it (Armbian's native armhf probe does) is drift.
   - Every desired entry is validated before anything is read or changed; a bad one fails naming
     its index and field.
-  - Writes a machine-readable JSON report to O(report) when given (also in check mode, because the report
-    is the output of the check, not host state).
 author:
   - nativearm.binfmt contributors (@nativearm)
 options:
   entries:
     description:
-      - Desired entries. Keys as in M(nativearm.binfmt.binfmt_entry) (C(name), C(state), C(enabled),
-        C(arch), C(type), C(magic), C(mask), C(offset), C(extension), C(interpreter), C(flags),
-        C(allow_credentials)); C(persist) and C(force) are accepted for symmetry and ignored (drift
-        covers the kernel registration; descriptors are managed by binfmt_entry).
+      - Desired entries. Keys as in M(nativearm.binfmt.binfmt_entry); C(persist) and C(force) are
+        accepted for symmetry and ignored (drift covers the kernel registration; descriptors are managed
+        by binfmt_entry).
       - An entry with only a C(name) means "as the packaged descriptor on the host defines it"; such a
         name must have a packaged descriptor (in C(/usr/share/binfmts), C(/etc/binfmt.d),
         C(/run/binfmt.d) or C(/usr/lib/binfmt.d)), otherwise it is an unknown entry name.
       - A C(qemu-<arch>) name with an C(interpreter) but no C(arch) or C(magic) uses the arch preset.
+      - When not given, the entries come from O(desired_state_file). An empty list checks no entry
+        (the window only).
     type: list
     elements: dict
-    default: []
+    suboptions:
+      name:
+        description: Entry name.
+        type: str
+        required: true
+      state:
+        description: Whether the entry should be registered.
+        type: str
+        choices: [present, absent]
+        default: present
+      enabled:
+        description: Whether the entry should be enabled.
+        type: bool
+        default: true
+      arch:
+        description: A preset giving magic, mask and offset (see M(nativearm.binfmt.binfmt_entry)).
+        type: str
+      type:
+        description: C(magic) or C(extension).
+        type: str
+        choices: [magic, extension]
+      magic:
+        description: Magic bytes (hex, C(\xHH) escapes accepted).
+        type: str
+      mask:
+        description: Mask bytes, same length as O(entries[].magic).
+        type: str
+      offset:
+        description: Offset of the magic in the file.
+        type: int
+      extension:
+        description: File name extension, for O(entries[].type=extension).
+        type: str
+      interpreter:
+        description: Absolute path of the interpreter.
+        type: str
+      flags:
+        description: Kernel flag letters (C(P), C(O), C(C), C(F)).
+        type: str
+      allow_credentials:
+        description: Accept the C(C) flag (the interpreter runs with the binary's credentials).
+        type: bool
+        default: false
+      persist:
+        description: Accepted for symmetry with M(nativearm.binfmt.binfmt_entry); ignored.
+        type: str
+      force:
+        description: Accepted for symmetry with M(nativearm.binfmt.binfmt_entry); ignored.
+        type: bool
+  desired_state_file:
+    description:
+      - The desired state recorded by the C(nativearm.binfmt.build_host) role (JSON with an C(entries)
+        list), used when O(entries) is not given. A missing file fails with a message saying how to
+        record one.
+      - It must be a regular file (not a symlink) owned by root and writable by root only, in a
+        directory writable by root only; anything else is refused, because its content decides what
+        is registered.
+    type: path
+    default: /var/lib/nativearm-binfmt/desired.json
   window:
     description:
       - Also check the native armhf window on O(window_entry) (stale window, foreign lock holders,
@@ -55,7 +114,10 @@ options:
     default: qemu-arm
   report:
     description:
-      - Path of the JSON report to write on the host; its directory is created (mode 0755) when missing.
+      - Path of the JSON report to write on the host (mode 0644), outside check mode only.
+      - Its directory is created (mode 0755) when missing; an existing one must be owned by root and
+        writable by root only, and must not be a symlink. The report is written to a temporary file
+        and renamed over the name, so a symlink at O(report) is replaced, never followed.
     type: path
   descriptor_dirs:
     description:
@@ -70,20 +132,24 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Reports drift without changing anything (the JSON report is still written).
+    details: Reports drift without changing anything on the host; no report is written.
   diff_mode:
     support: full
   platform:
     platforms: posix
     details: Linux with binfmt_misc.
 notes:
-  - The role C(nativearm.binfmt.binfmt_drift) runs this module for a fleet.
+  - The role C(nativearm.binfmt.binfmt_drift) runs this module for a fleet and prints a fleet summary.
 seealso:
   - module: nativearm.binfmt.binfmt_entry
   - module: nativearm.binfmt.binfmt_info
 """
 
 EXAMPLES = r"""
+- name: Restore what build_host provisioned (the state it recorded on the host)
+  nativearm.binfmt.binfmt_drift:
+    report: /var/lib/nativearm-binfmt/drift-report.json
+
 - name: Report drift only
   nativearm.binfmt.binfmt_drift:
     entries:
@@ -93,7 +159,6 @@ EXAMPLES = r"""
         flags: F
       - name: old-jar
         state: absent
-    report: /var/lib/nativearm-binfmt/drift.json
   check_mode: true
 """
 
@@ -122,9 +187,15 @@ remaining:
   type: list
   elements: dict
 report:
-  description: The report written to O(report) (same content), for a fleet summary.
+  description: >-
+    The report (host, check_mode, desired_source, entries_checked, drift, remaining, fixed, window);
+    the same content is written to O(report) outside check mode.
   returned: always
   type: dict
+desired_source:
+  description: Where the desired entries came from, C(entries) or the path of O(desired_state_file).
+  returned: always
+  type: str
 window:
   description: Window state as seen by the check (leases by mode, holders, stale flag).
   returned: always
@@ -138,15 +209,34 @@ import socket
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.nativearm.binfmt.plugins.module_utils import _drift_files as files
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc
 from ansible_collections.nativearm.binfmt.plugins.module_utils import drift
 from ansible_collections.nativearm.binfmt.plugins.module_utils import window_health
+
+ENTRY_OPTIONS = dict(
+    name=dict(type="str", required=True),
+    state=dict(type="str", choices=["present", "absent"], default="present"),
+    enabled=dict(type="bool", default=True),
+    arch=dict(type="str"),
+    type=dict(type="str", choices=["magic", "extension"]),
+    magic=dict(type="str"),
+    mask=dict(type="str"),
+    offset=dict(type="int"),
+    extension=dict(type="str"),
+    interpreter=dict(type="str"),
+    flags=dict(type="str"),
+    allow_credentials=dict(type="bool", default=False),
+    persist=dict(type="str"),
+    force=dict(type="bool"),
+)
 
 
 def build_module():
     return AnsibleModule(
         argument_spec=dict(
-            entries=dict(type="list", elements="dict", default=[]),
+            entries=dict(type="list", elements="dict", options=ENTRY_OPTIONS),
+            desired_state_file=dict(type="path", default=files.DESIRED_STATE_FILE),
             window=dict(type="bool", default=True),
             window_entry=dict(type="str", default="qemu-arm"),
             report=dict(type="path"),
@@ -160,79 +250,108 @@ def build_module():
     )
 
 
-def write_report(module, path, report):
-    directory = os.path.dirname(path) or "."
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
-    tmp = "%s.tmp.%d" % (path, os.getpid())
-    with open(tmp, "w") as f:
-        json.dump(report, f, indent=2, sort_keys=True)
-        f.write("\n")
-    module.atomic_move(tmp, path)
+class Failure(Exception):
+    """Ends the task with ``msg`` and the extra result keys."""
+
+    def __init__(self, msg, **extra):
+        super(Failure, self).__init__(msg)
+        self.extra = extra
+
+
+def desired_entries(p):
+    """(specs, source): the given entries, or those of the recorded desired state."""
+    if p["entries"] is not None:
+        return p["entries"], "entries"
+    path = p["desired_state_file"]
+    try:
+        return drift.parse_desired_state(files.read_desired_state(path), path), path
+    except files.DriftFileError as exc:
+        raise Failure(str(exc), field=exc.field)
+    except drift.DesiredStateError as exc:
+        raise Failure("desired_state_file: %s" % exc, field="desired_state_file")
+
+
+def resolve(p, specs, source):
+    try:
+        packaged = window_health.packaged_definitions(p["descriptor_dirs"], [e.get("name") for e in specs])
+        return drift.resolve_desired(specs, packaged)
+    except drift.DriftSpecError as exc:
+        where = "binfmt_drift_entries" if source == "entries" else "desired_state_file %s" % source
+        raise Failure("%s: %s" % (where, exc), field=exc.field, index=exc.index)
+
+
+def remediate(items, p):
+    for item in items:
+        if not item["steps"]:
+            continue  # reported only (a foreign lock holder, an entry re-created mid-window)
+        try:
+            if item["kind"] in window_health.KINDS:
+                window_health.remediate(item, p["window_entry"], p["binfmt_misc"], p["run_dir"])
+            else:
+                drift.apply_item(item, item["expected"], p["binfmt_misc"])
+            item["fixed"] = True
+        except (OSError, RuntimeError, ValueError) as exc:
+            item["error"] = binfmt_misc.errno_text(exc) if isinstance(exc, OSError) else str(exc)
 
 
 def run(module):
     p = module.params
     path = p["binfmt_misc"]
-    try:
-        packaged = window_health.packaged_definitions(p["descriptor_dirs"], [
-            e.get("name") for e in p["entries"] if isinstance(e, dict)])
-        desired = drift.resolve_desired(p["entries"], packaged)
-    except drift.DriftSpecError as exc:
-        module.fail_json(msg="binfmt_drift_entries: %s" % exc, field=exc.field, index=exc.index)
+    specs, source = desired_entries(p)
+    desired = resolve(p, specs, source)
     if not binfmt_misc.is_mounted(path):
-        module.fail_json(msg="binfmt_misc: nothing is mounted at %s; mount it (the build_host role "
-                             "does) before checking drift" % path)
+        raise Failure("binfmt_misc: nothing is mounted at %s; mount it (the build_host role does) before "
+                      "checking drift" % path)
+    if p["report"] and not module.check_mode:
+        try:    # before anything changes: a report that cannot be written stops the run here
+            files.check_dir("report", os.path.dirname(p["report"]) or ".", create=True, holding=p["report"])
+        except files.DriftFileError as exc:
+            raise Failure(str(exc), field=exc.field)
 
     window = window_health.check(p["window_entry"], path, p["run_dir"]) if p["window"] else {}
     current = binfmt_misc.read_all_entries(path)
     items = drift.plan_drift(desired, current, {p["window_entry"]: window.get("leases") or {}})
     items.extend(window.get("drift") or [])
-
     if not module.check_mode:
-        for item in items:
-            if not item["steps"]:
-                continue  # reported only (a foreign lock holder, an entry re-created mid-window)
-            try:
-                if item["kind"] in window_health.KINDS:
-                    window_health.remediate(item, p["window_entry"], path, p["run_dir"])
-                else:
-                    drift.apply_item(item, item["expected"], path)
-                item["fixed"] = bool(item["steps"])
-            except (OSError, RuntimeError, ValueError) as exc:
-                item["error"] = binfmt_misc.errno_text(exc) if isinstance(exc, OSError) else str(exc)
+        remediate(items, p)
     remaining = [i for i in items if not i["fixed"]]
-    changed = any(i["fixed"] for i in items)
     report = {
         "host": socket.gethostname(),
         "checked_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "check_mode": module.check_mode,
         "binfmt_misc": path,
+        "desired_source": source,
         "entries_checked": [d["name"] for d in desired],
         "drift": items,
         "remaining": remaining,
         "fixed": len(items) - len(remaining),
         "window": window.get("facts") or {},
     }
-    if p["report"]:
-        write_report(module, p["report"], report)
-    errors = [i for i in items if i["error"]]
-    result = dict(changed=changed, drift=items, remaining=remaining, report=report,
-                  window=report["window"],
+    result = dict(changed=any(i["fixed"] for i in items), drift=items, remaining=remaining, report=report,
+                  window=report["window"], desired_source=source,
                   diff=dict(before={i["name"]: i["actual"] for i in items if i["kind"] not in window_health.KINDS},
                             after={i["name"]: i["expected"] for i in items if i["kind"] not in window_health.KINDS}))
+    if p["report"] and not module.check_mode:
+        try:
+            files.write_report(p["report"], json.dumps(report, indent=2, sort_keys=True) + "\n")
+        except files.DriftFileError as exc:
+            raise Failure(str(exc), field=exc.field, **result)
+    errors = [i for i in items if i["error"]]
     if errors:
-        module.fail_json(msg="remediation failed for %s" % ", ".join(
+        raise Failure("remediation failed for %s" % ", ".join(
             "%s (%s: %s)" % (i["name"], i["kind"], i["error"]) for i in errors), **result)
-    module.exit_json(**result)
+    return result
 
 
 def main():
     module = build_module()
     try:
-        run(module)
-    except Exception as exc:   # never a traceback: the exception's text is the message
-        module.fail_json(msg="binfmt_drift: %s" % (str(exc) or repr(exc)))
+        module.exit_json(**run(module))
+    except Failure as exc:
+        module.fail_json(msg=str(exc), **exc.extra)
+    except Exception as exc:  # pylint: disable=broad-except
+        module.fail_json(msg="binfmt_drift failed unexpectedly: %s: %s; nothing further was changed"
+                             % (type(exc).__name__, exc))
 
 
 if __name__ == "__main__":

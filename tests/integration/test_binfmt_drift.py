@@ -22,9 +22,11 @@ def spec(name, arch, **more):
 
 
 def drift(instance, tmp_path, entries, check=False, **args):
+    """binfmt_drift in the instance; ``entries=None`` leaves the option out."""
     args.setdefault("run_dir", str(tmp_path / "run"))
-    return run_module("binfmt_drift", dict(entries=entries, **args), check=check, diff=True,
-                      wrap=instance.nsenter)
+    if entries is not None:
+        args["entries"] = entries
+    return run_module("binfmt_drift", args, check=check, diff=True, wrap=instance.nsenter)
 
 
 def register(instance, name="qemu-arm", interpreter="/usr/bin/qemu-arm-static", flags="F", enabled=True):
@@ -46,12 +48,17 @@ def test_check_reports_everything_and_changes_nothing_then_fixes(instance, tmp_p
     kinds = sorted((i["name"], i["kind"]) for i in result["drift"])
     assert kinds == [("qemu-arm", "definition"), ("qemu-riscv64", "missing"), ("stray", "unexpected")]
     assert instance.snapshot() == before
-    on_disk = json.loads(report_path.read_text())
-    assert on_disk == json.loads(json.dumps(result["report"]))
-    assert on_disk["check_mode"] is True and len(on_disk["remaining"]) == 3
+    assert result["report"]["check_mode"] is True and len(result["report"]["remaining"]) == 3
+    assert not report_path.parent.exists()          # check mode writes nothing, not even the directory
 
     fixed = drift(instance, tmp_path, entries, report=str(report_path))
     assert fixed["changed"] is True and fixed["remaining"] == []
+    on_disk = json.loads(report_path.read_text())
+    assert on_disk == json.loads(json.dumps(fixed["report"]))
+    assert on_disk["check_mode"] is False and on_disk["fixed"] == 3
+    assert oct(report_path.stat().st_mode & 0o777) == "0o644"
+    assert oct(report_path.parent.stat().st_mode & 0o777) == "0o755"
+    assert sorted(os.listdir(report_path.parent)) == ["drift.json"]   # no temporary file left
     assert all(i["fixed"] for i in fixed["drift"])
     assert bm.read_entry("qemu-arm", instance.path)["flags"] == "F"
     assert bm.read_entry("qemu-riscv64", instance.path)["enabled"] is True
@@ -150,7 +157,6 @@ def test_foreign_lock_holder_is_reported_not_fought(instance, tmp_path):
     ([{"name": "x", "type": "extension", "interpreter": "/bin/true"}], "extension"),
     ([{"name": "x", "arch": "arm", "interpreter": "relative/qemu"}], "interpreter"),
     ([spec("qemu-arm", "arm"), spec("qemu-arm", "arm")], "name"),
-    ([{"name": "qemu-arm", "frobnicate": True}], "frobnicate"),
 ])
 def test_bad_entries_fail_naming_the_field_and_change_nothing(instance, tmp_path, entries, field):
     register(instance, enabled=False)
@@ -185,3 +191,112 @@ def test_entry_recreated_under_an_open_window_is_reported(instance, tmp_path):
         run_module("native_armhf_window", {"state": "closed", "lease_id": lease["lease_id"],
                                            "run_dir": run_dir}, wrap=instance.nsenter)
     assert bm.read_entry("qemu-arm", instance.path)["enabled"] is True
+
+
+@pytest.mark.parametrize("entry, words", [
+    ({"name": "qemu-arm", "frobnicate": True}, "entries.frobnicate"),
+    ({"name": "qemu-arm", "enabled": "maybe"}, "enabled"),
+    ({"name": "qemu-arm", "state": "gone"}, "state"),
+])
+def test_entry_keys_and_types_are_checked_before_anything(instance, tmp_path, entry, words):
+    register(instance, enabled=False)
+    before = instance.snapshot()
+    result = drift(instance, tmp_path, [entry], report=str(tmp_path / "r" / "r.json"))
+    assert result["_status"] == "failed" and words in result["msg"], result["msg"]
+    assert instance.snapshot() == before
+    assert not (tmp_path / "r").exists()
+
+
+def test_enabled_yes_from_a_survey_is_a_bool(instance, tmp_path):
+    register(instance, enabled=False)
+    result = drift(instance, tmp_path, [spec("qemu-arm", "arm", enabled="yes")])
+    assert result["_status"] == "ok" and result["changed"] is True, result.get("msg")
+    assert bm.read_entry("qemu-arm", instance.path)["enabled"] is True
+
+
+# ---------------------------------------------------------------------------
+# the desired state build_host records, used when no entries are given
+# ---------------------------------------------------------------------------
+
+def desired_file(tmp_path, entries, mode=0o644, dir_mode=0o755):
+    state = tmp_path / "state"
+    state.mkdir(mode=dir_mode)
+    state.chmod(dir_mode)
+    path = state / "desired.json"
+    path.write_text(json.dumps({"format": 1, "entries": entries}))
+    path.chmod(mode)
+    return path
+
+
+def test_no_entries_uses_the_recorded_desired_state(instance, tmp_path):
+    register(instance, enabled=False)
+    path = desired_file(tmp_path, [spec("qemu-arm", "arm", enabled=True)])
+    check = drift(instance, tmp_path, None, check=True, desired_state_file=str(path))
+    assert check["desired_source"] == str(path) and check["changed"] is False
+    assert [(i["name"], i["kind"]) for i in check["drift"]] == [("qemu-arm", "enabled")]
+    fixed = drift(instance, tmp_path, None, desired_state_file=str(path))
+    assert fixed["changed"] is True and fixed["remaining"] == []
+    assert bm.read_entry("qemu-arm", instance.path)["enabled"] is True
+
+
+def test_missing_desired_state_says_how_to_record_it(instance, tmp_path):
+    register(instance, enabled=False)
+    before = instance.snapshot()
+    missing = tmp_path / "nowhere" / "desired.json"
+    result = drift(instance, tmp_path, None, desired_state_file=str(missing), report=str(tmp_path / "r" / "r.json"))
+    assert result["_status"] == "failed" and result["field"] == "desired_state_file"
+    assert str(missing) in result["msg"] and "nativearm.binfmt.build_host" in result["msg"]
+    assert "binfmt_drift_entries" in result["msg"]
+    assert instance.snapshot() == before and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("how, words", [
+    ("group-writable file", "writable by its group or by others"),
+    ("world-writable directory", "writable by its group or by others"),
+    ("symlink", "symlink"),
+    ("not json", "not valid JSON"),
+    ("bad entry", "entries[0].interpreter"),
+])
+def test_an_untrustworthy_desired_state_is_refused(instance, tmp_path, how, words):
+    register(instance, enabled=False)
+    before = instance.snapshot()
+    good = [spec("qemu-arm", "arm")]
+    if how == "group-writable file":
+        path = desired_file(tmp_path, good, mode=0o664)
+    elif how == "world-writable directory":
+        path = desired_file(tmp_path, good, dir_mode=0o777)
+    elif how == "symlink":
+        planted = desired_file(tmp_path, good)
+        path = planted.with_name("link.json")
+        path.symlink_to(planted)
+    elif how == "not json":
+        path = desired_file(tmp_path, good)
+        path.write_text("{")
+    else:
+        path = desired_file(tmp_path, [{"name": "qemu-arm", "arch": "arm", "interpreter": "rel/qemu"}])
+    result = drift(instance, tmp_path, None, desired_state_file=str(path))
+    assert result["_status"] == "failed" and words in result["msg"], result["msg"]
+    assert "desired_state_file" in result["msg"] and str(path) in result["msg"]
+    assert instance.snapshot() == before
+
+
+def test_report_is_never_written_through_a_symlink_nor_into_an_open_directory(instance, tmp_path):
+    register(instance, enabled=False)
+    reports = tmp_path / "reports"
+    reports.mkdir(mode=0o755)
+    target = tmp_path / "victim"
+    target.write_text("keep me\n")
+    (reports / "drift.json").symlink_to(target)
+    result = drift(instance, tmp_path, [spec("qemu-arm", "arm")], report=str(reports / "drift.json"))
+    assert result["_status"] == "ok" and result["changed"] is True
+    assert target.read_text() == "keep me\n"                      # the link was replaced, not followed
+    assert not (reports / "drift.json").is_symlink()
+    assert json.loads((reports / "drift.json").read_text())["fixed"] == 1
+
+    bm.set_enabled("qemu-arm", False, instance.path)
+    before = instance.snapshot()
+    reports.chmod(0o777)
+    result = drift(instance, tmp_path, [spec("qemu-arm", "arm")], report=str(reports / "drift.json"))
+    assert result["_status"] == "failed" and result["field"] == "report"
+    assert "writable by its group or by others" in result["msg"]
+    assert instance.snapshot() == before                          # refused before any change

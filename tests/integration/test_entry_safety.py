@@ -229,4 +229,5 @@ def test_info_and_drift_fail_with_a_message(instance, tmp_path):
     blocker.write_text("")
     result = call(instance, tmp_path, "binfmt_drift", dict(entries=[], window=False,
                                                            report=str(blocker / "sub" / "report.json")))["result"]
-    assert result["failed"] and result["msg"].startswith("binfmt_drift: ") and "Not a directory" in result["msg"]
+    # refused before anything changes, naming the option (report) and why
+    assert result["failed"] and result["msg"].startswith("report: ") and "Not a directory" in result["msg"]

@@ -190,7 +190,7 @@ def corpus():
                     ("mask", {"name": "qemu-fznew", "magic": "7f", "mask": "ffff", "interpreter": QEMU_ARM}),
                     ("arch", {"name": "qemu-fznew", "arch": "armhf", "interpreter": QEMU_ARM}),
                     ("state", {"name": "qemu-fznew", "state": "gone"}),
-                    ("enabled", {"name": "qemu-fznew", "enabled": "yes"}),
+                    ("enabled", {"name": "qemu-fznew", "enabled": "maybe"}),   # "yes" is a bool (AWX surveys)
                     ("bogus", {"name": "qemu-fznew", "bogus": 1}),
                     ("name", {"arch": "arm"}), ("entries", "qemu-arm"),
                     ("interpreter", {"name": "qemu-fznew", "arch": "arm", "interpreter": long_path(MAX_REGISTER)}),

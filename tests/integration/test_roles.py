@@ -6,6 +6,7 @@ so here build_host_install_packages is false to keep the tests quick.
 Descriptor directories are hidden, and os-release replaced, with mounts made
 inside the instance's own mount namespace: the machine's files never change.
 """
+import json
 import os
 import re
 import sys
@@ -45,11 +46,22 @@ def hide_descriptors(instance):
         instance.run(["mount", "-t", "tmpfs", "nativearm-test", path], check=True)
 
 
+# A first provisioning also creates the recorded state's directory and writes the file.
+RECORD = 2
+
+
+def recorded(tmp_path):
+    with open(tmp_path / "state" / "desired.json") as f:
+        return json.load(f)["entries"]
+
+
 def base_vars(tmp_path, **more):
     run_dir = str(tmp_path / "run")
+    desired = str(tmp_path / "state" / "desired.json")
     values = {"build_host_install_packages": False, "build_host_run_dir": run_dir,
               "native_armhf_build_run_dir": run_dir, "binfmt_drift_run_dir": run_dir,
-              "binfmt_drift_report_path": str(tmp_path / "drift.json")}
+              "build_host_desired_state_file": desired, "binfmt_drift_desired_state_file": desired,
+              "binfmt_drift_report_path": str(tmp_path / "reports" / "drift.json")}
     values.update(more)
     return values
 
@@ -88,7 +100,8 @@ def test_become_user_from_the_command_line_is_the_user_tasks_run_as(instance, tm
 
 def test_tier1_packaged_descriptor_loaded_as_packaged_and_idempotent(instance, tmp_path):
     proc, results = playbook("provision", instance, base_vars(tmp_path), fqcn=True)
-    assert recap(proc)["failed"] == 0 and recap(proc)["changed"] == 1
+    assert recap(proc)["failed"] == 0 and recap(proc)["changed"] == 1 + RECORD
+    assert recorded(tmp_path) == [{"name": "qemu-arm", "enabled": True}]
     entry = bm.read_entry("qemu-arm", instance.path)
     with open("/usr/share/binfmts/qemu-arm") as f:
         descriptor = f.read()
@@ -132,9 +145,11 @@ def test_tier2_registered_entry_without_descriptor_is_enabled_not_rewritten(inst
                                    offset=offset, flags="OF"), instance.path)
     bm.set_enabled("qemu-arm", False, instance.path)
     proc, results = playbook("provision", instance, base_vars(tmp_path))
-    assert recap(proc)["failed"] == 0 and recap(proc)["changed"] == 1
+    assert recap(proc)["failed"] == 0 and recap(proc)["changed"] == 1 + RECORD
     entry = bm.read_entry("qemu-arm", instance.path)
     assert entry["enabled"] is True and entry["flags"] == "OF"
+    [want] = recorded(tmp_path)          # the registration as it is, enabled
+    assert want == dict({k: v for k, v in entry.items() if v is not None}, enabled=True)
     assert any("tier registered_entry" in m for m in messages(results))
 
 
@@ -145,7 +160,8 @@ def test_tier3_native_probe_registers_nothing(instance, tmp_path):
         tmp_path, build_host_probe=["/bin/true"], build_host_abi_hardware=True,
         build_host_abi_sysctl_file=str(abi_file)))
     has_abi = os.path.exists("/proc/sys/abi/cp15_barrier")
-    assert recap(proc)["failed"] == 0 and (has_abi or recap(proc)["changed"] == 0)
+    assert recap(proc)["failed"] == 0 and (has_abi or recap(proc)["changed"] == RECORD)
+    assert recorded(tmp_path) == []      # nothing provisioned: nothing for binfmt_drift to restore
     # abi.cp15_barrier / abi.setend exist only on arm64 kernels: nothing to set elsewhere
     assert abi_file.exists() == os.path.exists("/proc/sys/abi/cp15_barrier")
     assert instance.snapshot() == {"status": "enabled\n"}
@@ -158,9 +174,10 @@ def test_tier3_with_qemu_arm_always_registers_it_and_stays_idempotent(instance, 
     hide_descriptors(instance)
     extra = base_vars(tmp_path, build_host_probe=["/bin/true"], build_host_qemu_arm_always=True)
     proc, results = playbook("provision", instance, extra)
-    assert recap(proc)["failed"] == 0 and recap(proc)["changed"] == 1, proc.stdout[-3000:]
+    assert recap(proc)["failed"] == 0 and recap(proc)["changed"] == 1 + RECORD, proc.stdout[-3000:]
     entry = bm.read_entry("qemu-arm", instance.path)
     assert (entry["interpreter"], entry["flags"], entry["enabled"]) == ("/usr/bin/qemu-arm-static", "F", True)
+    assert recorded(tmp_path) == [{"name": "qemu-arm", "enabled": True}]   # as persisted in binfmt.d
     summary = [m for m in messages(results) if "[tier " in m][0]
     assert "native armhf YES" in summary and "tier native_probe" in summary
     assert "registered by build_host_qemu_arm_always" in summary
@@ -173,9 +190,10 @@ def test_tier3_with_qemu_arm_always_registers_it_and_stays_idempotent(instance, 
 def test_tier4_qemu_fallback_registers_qemu_arm_static_with_flag_f(instance, tmp_path):
     hide_descriptors(instance)
     proc, results = playbook("provision", instance, base_vars(tmp_path))
-    assert recap(proc)["failed"] == 0 and recap(proc)["changed"] == 1, proc.stdout[-3000:]
+    assert recap(proc)["failed"] == 0 and recap(proc)["changed"] == 1 + RECORD, proc.stdout[-3000:]
     entry = bm.read_entry("qemu-arm", instance.path)
     assert (entry["interpreter"], entry["flags"], entry["enabled"]) == ("/usr/bin/qemu-arm-static", "F", True)
+    assert recorded(tmp_path) == [{"name": "qemu-arm", "enabled": True}]
     persisted = instance.run(["cat", "/etc/binfmt.d/qemu-arm.conf"], check=True).stdout
     assert ":qemu-arm:M:" in persisted and "/usr/bin/qemu-arm-static:F" in persisted
     assert any("tier qemu_fallback" in m for m in messages(results))
@@ -195,6 +213,7 @@ def test_non_debian_host_stops_before_any_change(instance, tmp_path):
     assert recap(proc)["failed"] == 1 and recap(proc)["changed"] == 0
     assert any("supports Debian and Ubuntu only" in m and "Nothing was changed" in m for m in messages(results))
     assert instance.snapshot() == {"status": "enabled\n"}
+    assert not (tmp_path / "state").exists()
 
 
 # ---------------------------------------------------------------------------
@@ -360,25 +379,107 @@ def test_bad_build_input_stops_before_any_change(instance, tmp_path, extra, word
 # binfmt_drift / remediate
 # ---------------------------------------------------------------------------
 
-def test_remediate_check_reports_then_fixes(provisioned, tmp_path):
-    good = provisioned.snapshot()
-    bm.set_enabled("qemu-arm", False, provisioned.path)
-    broken = provisioned.snapshot()
-    extra = base_vars(tmp_path, binfmt_drift_entries=[{"name": "qemu-arm"}])
-    proc, results = playbook("remediate", provisioned, extra, check=True)
-    assert recap(proc)["changed"] == 0 and provisioned.snapshot() == broken
-    report = [r for r in results if "binfmt_drift_report" in r.get("ansible_facts", {})][0]
-    items = report["ansible_facts"]["binfmt_drift_report"]["drift"]
-    assert [(i["name"], i["kind"]) for i in items] == [("qemu-arm", "enabled")]
-    assert os.path.exists(tmp_path / "drift.json")
-    proc = playbook("remediate", provisioned, extra)[0]
-    assert recap(proc)["changed"] == 1 and provisioned.snapshot() == good
+def drift_facts(results):
+    return [r["ansible_facts"]["binfmt_drift_report"] for r in results
+            if "binfmt_drift_report" in r.get("ansible_facts", {})]
+
+
+def fleet_table(results):
+    tables = [r["msg"] for r in results if isinstance(r.get("msg"), list) and r["msg"]
+              and r["msg"][0].startswith("binfmt drift, ")]
+    assert len(tables) == 1, results
+    return tables[0]
+
+
+def armbian_native_probe(instance, loader="/bin/true"):
+    """What Armbian main's prepare_host_binfmt_qemu_cross_arm64_host_armhf_target does on an
+    arm64 host: write 0 to qemu-arm if it was enabled, run the armhf loader, and when that
+    succeeds leave qemu-arm disabled for good. /bin/true stands in for the loader of a kernel
+    with CONFIG_COMPAT (on x86_64 the real one cannot run, and Armbian would restore)."""
+    script = ('e=/proc/sys/fs/binfmt_misc/qemu-arm; '
+              '[ "$(head -n1 $e)" = enabled ] && echo 0 > $e; '
+              '"$0" --help >/dev/null 2>&1 && exit 0; echo 1 > $e')
+    instance.run(["sh", "-c", script, loader], check=True)
+
+
+def test_remediate_restores_what_provision_recorded_after_armbians_probe(instance, tmp_path):
+    extra = base_vars(tmp_path)
+    proc = playbook("provision", instance, extra, args=["--become", "--become-method", "su"])[0]
+    assert recap(proc)["failed"] == 0, proc.stdout[-3000:]
+    desired = json.loads((tmp_path / "state" / "desired.json").read_text())
+    assert desired["entries"] == [{"name": "qemu-arm", "enabled": True}]    # tier 1: as packaged
+    assert oct((tmp_path / "state" / "desired.json").stat().st_mode & 0o777) == "0o644"
+    good = instance.snapshot()
+    assert good["qemu-arm"].startswith("enabled\n")
+
+    armbian_native_probe(instance)
+    left = instance.snapshot()
+    assert left["qemu-arm"].startswith("disabled\n")
+
+    proc, results = playbook("remediate", instance, extra, check=True)
+    assert recap(proc)["changed"] == 0 and recap(proc)["failed"] == 0, proc.stdout[-3000:]
+    [report] = drift_facts(results)
+    assert report["check_mode"] is True and report["desired_source"].endswith("desired.json")
+    assert [(i["name"], i["kind"]) for i in report["drift"]] == [("qemu-arm", "enabled")]
+    assert instance.snapshot() == left                                # byte-identical
+    assert not (tmp_path / "reports").exists()                       # check mode writes nothing
+    table = fleet_table(results)
+    assert "check mode" in table[0]
+    assert table[1].split() == ["host", "drift", "items", "fixed", "remaining"]
+    assert table[2].split() == ["localhost", "1", "0", "1"]
+
+    proc, results = playbook("remediate", instance, extra)
+    assert recap(proc)["changed"] == 1 and recap(proc)["failed"] == 0, proc.stdout[-3000:]
+    assert instance.snapshot() == good
+    assert fleet_table(results)[2].split() == ["localhost", "1", "1", "0"]
+    on_disk = json.loads((tmp_path / "reports" / "drift.json").read_text())
+    assert on_disk["fixed"] == 1 and on_disk["remaining"] == []
+
+    proc, results = playbook("remediate", instance, extra)
+    assert recap(proc)["changed"] == 0 and recap(proc)["failed"] == 0
+    assert instance.snapshot() == good
+    assert fleet_table(results)[2].split() == ["localhost", "0", "0", "0"]
+
+
+def test_fleet_table_shows_every_host_and_why_one_without_a_recorded_state_failed(provisioned, tmp_path):
+    # two inventory hosts on the same instance; "fresh" was never provisioned (its desired state
+    # file does not exist), so its check fails with a message saying how to record one
+    extra = base_vars(tmp_path)
+    desired = extra.pop("binfmt_drift_desired_state_file")
+    inventory = tmp_path / "fleet.ini"
+    inventory.write_text("localhost binfmt_drift_desired_state_file=%s\n"
+                         "fresh ansible_connection=local binfmt_drift_desired_state_file=%s\n"
+                         % (desired, tmp_path / "never" / "desired.json"))
+    proc, results = playbook("remediate", provisioned, extra, check=True, args=["-i", str(inventory)])
+    assert re.search(r"localhost\s+: ok=\d+\s+changed=0\s+unreachable=0\s+failed=0", proc.stdout), proc.stdout[-3000:]
+    assert re.search(r"fresh\s+: ok=\d+\s+changed=0\s+unreachable=0\s+failed=1", proc.stdout), proc.stdout[-3000:]
+    assert any("desired.json does not exist" in m and "nativearm.binfmt.build_host" in m for m in messages(results))
+    table = fleet_table(results)
+    rows = {line.split()[0]: line for line in table[2:]}
+    assert sorted(rows) == ["fresh", "localhost"], table
+    assert rows["localhost"].split() == ["localhost", "0", "0", "0"]
+    assert rows["fresh"].split()[:5] == ["fresh", "-", "-", "-", "failed:"]
+    assert "does not exist" in rows["fresh"]
+
+
+def test_enabled_yes_from_a_survey_is_taken_as_a_bool(provisioned, tmp_path):
+    bm.set_enabled("qemu-arm", True, provisioned.path)
+    extra = base_vars(tmp_path, binfmt_drift_entries=[{"name": "qemu-arm", "enabled": "no"}])
+    proc, results = playbook("remediate", provisioned, extra)
+    assert recap(proc)["failed"] == 0, proc.stdout[-3000:]
+    assert bm.read_entry("qemu-arm", provisioned.path)["enabled"] is False
+    extra["binfmt_drift_entries"] = [{"name": "qemu-arm", "enabled": "yes"}]
+    proc, results = playbook("remediate", provisioned, extra)
+    assert recap(proc)["changed"] == 1, proc.stdout[-3000:]
+    assert bm.read_entry("qemu-arm", provisioned.path)["enabled"] is True
 
 
 @pytest.mark.parametrize("entries, words", [
     ([{"name": "qemu-nonsense"}], "unknown entry name 'qemu-nonsense'"),
     ([{"name": "qemu-arm", "flags": "Q", "interpreter": "/usr/bin/qemu-arm-static"}], "entries[0].flags"),
     ("qemu-arm", "binfmt_drift_entries"),
+    ([{"name": "qemu-arm", "enabled": "maybe"}], "'enabled' is of type str found in 'binfmt_drift_entries'"),
+    ([{"state": "absent"}], "missing required arguments: name found in binfmt_drift_entries"),
 ])
 def test_bad_drift_entries_stop_before_any_change(provisioned, tmp_path, entries, words):
     bm.set_enabled("qemu-arm", False, provisioned.path)
@@ -387,7 +488,7 @@ def test_bad_drift_entries_stop_before_any_change(provisioned, tmp_path, entries
     assert recap(proc)["failed"] == 1
     assert words in " ".join(messages(results)) + proc.stdout
     assert provisioned.snapshot() == before
-    assert not os.path.exists(tmp_path / "drift.json")
+    assert not os.path.exists(tmp_path / "reports")
 
 
 @pytest.mark.parametrize("isolation", ["window", "namespace"])

@@ -65,7 +65,7 @@ def test_no_lease_left(host):
 
 def test_drift_report_empty_after_remediation(host):
     report = json.loads(host.file(os.path.join(STATE, "drift-report.json")).content_string)
-    assert report["check_mode"] is True
+    assert report["check_mode"] is False                 # check mode writes no report
     assert report["drift"] == []
     assert report["remaining"] == []
     assert "qemu-arm" in report["entries_checked"]

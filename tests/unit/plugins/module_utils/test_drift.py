@@ -51,7 +51,7 @@ def test_preset_name_with_interpreter():
     ({"name": "x", "arch": "arm", "interpreter": "/bin/true", "flags": "C"}, "flags", "allow_credentials"),
     ({"name": "x", "magic": "7f45", "mask": "ff", "interpreter": "/bin/true"}, "mask", "same length"),
     ({"name": "x", "state": "gone"}, "state", "present"),
-    ({"name": "x", "state": "absent", "enabled": "yes"}, "enabled", "boolean"),
+    ({"name": "x", "state": "absent", "enabled": "maybe"}, "enabled", "boolean"),
     ({"name": "qemu-arm", "colour": "red"}, "colour", "unknown key"),
     ("qemu-arm", "name", "mapping"),
 ])
@@ -62,6 +62,31 @@ def test_bad_specs_name_the_field(spec, field, words):
     assert err.value.index == 1
     assert words in str(err.value)
     assert str(err.value).startswith("entries[1].")
+
+
+@pytest.mark.parametrize("given, enabled", [("yes", True), ("no", False), ("true", True), (0, False),
+                                            (None, True), (False, False)])
+def test_enabled_takes_what_ansible_takes_for_a_bool(given, enabled):
+    # AWX surveys and -e give strings
+    [want] = drift.resolve_desired([{"name": "x", "state": "absent", "enabled": given}])
+    assert want["enabled"] is enabled
+
+
+@pytest.mark.parametrize("text, words", [
+    ("{", "not valid JSON"),
+    ("[]", "no 'entries' list"),
+    ('{"entries": {"name": "qemu-arm"}}', "no 'entries' list"),
+    ('{"entries": ["qemu-arm"]}', "no 'entries' list"),
+])
+def test_a_bad_desired_state_file_is_named(text, words):
+    with pytest.raises(drift.DesiredStateError) as err:
+        drift.parse_desired_state(text, "/state/desired.json")
+    assert words in str(err.value) and "/state/desired.json" in str(err.value)
+
+
+def test_desired_state_file_entries():
+    text = '{"format": 1, "entries": [{"name": "qemu-arm", "enabled": true}]}'
+    assert drift.parse_desired_state(text, "f") == [{"name": "qemu-arm", "enabled": True}]
 
 
 def test_duplicate_names_are_refused():
