@@ -79,8 +79,8 @@ def main():
     forks_values = [int(n) for n in args.forks.split(",")]
     print("fleet benchmark: %d CPUs, load %s, pipelining %s"
           % (os.cpu_count(), " ".join("%.1f" % x for x in os.getloadavg()), not args.no_pipelining))
-    header = "%4s %5s  %-10s %8s %7s %11s %8s %7s" % ("N", "forks", "step", "wall s", "x ping", "cpu s/host",
-                                                        "changed", "failed")
+    header = "%4s %5s  %-10s %8s %7s %11s %8s %7s" % (
+        "N", "forks", "step", "wall s", "x ping", "cpu s/host", "changed", "failed")
     rows = []
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as directory:
         hello = compile_hello(directory)

@@ -80,7 +80,7 @@ def seed_interpreter():
     for path, flags in INTERPRETERS:
         if os.access(path, os.X_OK):
             return path, flags
-    raise RuntimeError("no qemu-arm interpreter on this machine (%s)" % ", ".join(p for p, _ in INTERPRETERS))
+    raise RuntimeError("no qemu-arm interpreter on this machine (%s)" % ", ".join(choice[0] for choice in INTERPRETERS))
 
 
 def arm_definition(interpreter, flags):

@@ -84,4 +84,3 @@ class Connection(LocalConnection):
     def fetch_file(self, in_path, out_path):
         display.vvv("FETCH %s TO %s" % (in_path, out_path), host=self._play_context.remote_addr)
         self._copy(self._inside(in_path), out_path)
-
