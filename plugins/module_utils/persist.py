@@ -49,9 +49,10 @@ FILE_MODE = 0o644
 # files relative to a directory fd, never through a symlink
 # ---------------------------------------------------------------------------
 
-def open_directory(path, field):
-    """An O_DIRECTORY|O_NOFOLLOW fd on ``path``, which must be a real directory writable by
-    its owner only; None when it does not exist. Raises BinfmtError naming ``field``."""
+def open_directory(path, field, private=True):
+    """An O_DIRECTORY|O_NOFOLLOW fd on ``path``, which must be a real directory (and, when
+    ``private``, writable by its owner only: checked before anything is written or removed);
+    None when it does not exist. Raises BinfmtError naming ``field``."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
@@ -62,7 +63,7 @@ def open_directory(path, field):
                                      "through a link: point %s at the real directory" % (path, field))
         raise BinfmtError(field, "cannot open %s: %s" % (path, os.strerror(exc.errno)))
     st = os.fstat(fd)
-    if st.st_mode & 0o022 or st.st_uid != os.geteuid():
+    if private and (st.st_mode & 0o022 or st.st_uid != os.geteuid()):
         os.close(fd)
         raise BinfmtError(field, "%s is writable by other users (owner uid %d, mode %04o): another user "
                                  "could swap the descriptor; make it root-owned 0755"
@@ -176,13 +177,13 @@ class Persistence(object):
     def changed(self):
         return self.action is not None or self.import_needed
 
-    def _dir(self):
-        return open_directory(self.directory, self.field)
+    def _dir(self, private=True):
+        return open_directory(self.directory, self.field, private)
 
     def plan(self):
         if self.path is None:
             return
-        dfd = self._dir()
+        dfd = self._dir(private=False)   # reading is safe anywhere; a change needs a private directory
         try:
             self.state, detail = file_state(dfd, self.file_name)
         finally:
@@ -198,6 +199,10 @@ class Persistence(object):
             self._plan_absent()
         else:
             self._plan_present()
+        if self.action is not None:
+            dfd = self._dir()
+            if dfd is not None:
+                os.close(dfd)
 
     def _plan_absent(self):
         if self.state == "masked":

@@ -109,6 +109,7 @@ def test_symlinked_or_shared_directories_are_refused(tmp_path):
     with pytest.raises(bm.BinfmtError) as err:
         plan(p)
     assert err.value.field == "binfmt_d_dir" and "writable by other users" in str(err.value)
+    assert plan(dict(p, state="absent")).changed is False     # nothing to write or remove: no objection
 
 
 def test_shadowing_a_vendor_file_needs_force(tmp_path):
