@@ -43,7 +43,7 @@ def messages(results):
 
 def hide_descriptors(instance):
     for path in DESCRIPTOR_DIRS:
-        instance.run(["mount", "-t", "tmpfs", "nativearm-test", path], check=True)
+        instance.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "nativearm-test", path], check=True)  # as root-owned as the real dirs
 
 
 # A first provisioning also creates the recorded state's directory and writes the file.
