@@ -68,13 +68,14 @@ def test_module_native_window_lifecycle(host):
 def test_module_holder_ends_its_lease_by_ttl_after_the_module_is_gone(host):
     """The forked holder takes the mutex, rewrites the records and restores the
     entry long after the module and its AnsiballZ payload are gone."""
-    r = window(host, state="open", probe=["/bin/true"], ttl=2)
+    # The ttl leaves room for a slow module run on a loaded machine: the lease must still be
+    # open when the module returns. What ended it is read from the events, not from a clock.
+    r = window(host, state="open", probe=["/bin/true"], ttl=15)
     assert r["_status"] == "ok" and r["native"] and host.entry() == "disabled", r
     pid = r["holder_pid"]
     assert not gone(pid)
-    elapsed = wait_for(lambda: host.entry() == "enabled", timeout=8)
-    assert elapsed < 6
-    wait_for(lambda: "ttl_expired" in [e["event"] for e in host.facts()["events"]], timeout=2)
+    wait_for(lambda: host.entry() == "enabled", timeout=60)
+    wait_for(lambda: "ttl_expired" in [e["event"] for e in host.facts()["events"]], timeout=5)
     assert host.facts()["lease_count"] == 0 and host.facts()["prior_state"] is None
     wait_for(lambda: gone(pid))
 
