@@ -281,10 +281,6 @@ from ansible_collections.nativearm.binfmt.plugins.module_utils._window_instance 
 DEFAULT_RUN_DIR = "/run/nativearm-binfmt"
 DEFAULT_BINFMT_MISC = "/proc/sys/fs/binfmt_misc"
 DEFAULT_ENTRY = "qemu-arm"
-# The capability check (probe.capability) answers "unknown" when this variable is
-# "probe", so that the real probe decides: tests on x86_64 let /bin/true stand in
-# for an arm64 kernel with CONFIG_COMPAT. Never set it on a real host.
-CAPABILITY_ENV = "NATIVEARM_BINFMT_CAPABILITY"
 POLL = 0.05              # holder watch period and waiter retry period (seconds)
 FULL_LOOK = 1.0          # a waiter re-checks under the mutex (and recovers) at least this often
 MUTEX_MIN_WAIT = 45.0    # held briefly by our own processes; at most a probe (30 s timeout) long
@@ -546,9 +542,6 @@ def host_capability(probe_argv=None):
     """probe.capability(): can this host run armhf natively at all? A check that
     writes nothing and touches no entry; ``native_possible`` True / False / None
     (only the real probe, with the entry disabled, can tell)."""
-    if os.environ.get(CAPABILITY_ENV) == "probe":
-        return {"native_possible": None, "arch": os.uname().machine, "page_size": os.sysconf("SC_PAGE_SIZE"),
-                "reason": "%s=probe: the capability check is left to the real probe" % CAPABILITY_ENV}
     from ansible_collections.nativearm.binfmt.plugins.module_utils import probe as probe_mod
     return probe_mod.capability(probe=probe_argv)
 

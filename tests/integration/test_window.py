@@ -16,6 +16,7 @@ import time
 import pytest
 
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
+from ansible_collections.nativearm.binfmt.plugins.module_utils import probe
 from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
 
 from window_support import ENTRY, Host, gone, real_probe, register_qemu_arm, true_probe, wait_for
@@ -163,10 +164,10 @@ def test_probe_failure_rolls_back_then_emulates(host):
     before = host.inst.snapshot()
     seen = []
 
-    def probe():                      # the real armhf probe, with a look at the entry while it runs
+    def watched_probe():              # the real armhf probe, with a look at the entry while it runs
         seen.append(host.entry())
         return real_probe(host.inst)()
-    r = host.window().open("native", probe=probe, ttl=60)
+    r = host.window().open("native", probe=watched_probe, ttl=60)
     assert seen == ["disabled"]       # the probe ran with qemu-arm disabled
     assert r["changed"] and r["mode"] == "emulation" and r["native"] is False
     assert r["first"] and r["leases"] == 1
@@ -708,7 +709,7 @@ print(" ".join(sorted(seen)), flush=True)
 def test_x86_64_native_open_never_disables_the_entry(host, monkeypatch, on_unsupported):
     """The real capability check (not the tests' hook): on x86_64 a native open decides
     before any write. A watcher reading the entry in a tight loop never sees it disabled."""
-    monkeypatch.delenv(W.CAPABILITY_ENV, raising=False)
+    monkeypatch.delenv(probe.CAPABILITY_ENV, raising=False)
     before = host.inst.snapshot()
     ran = []
     watcher = subprocess.Popen([sys.executable, "-c", WATCH_ENTRY, os.path.join(host.path, ENTRY)],

@@ -12,6 +12,7 @@ import pytest
 
 from ansible_env import run_module
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
+from ansible_collections.nativearm.binfmt.plugins.module_utils import probe
 from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
 
 from window_support import ENTRY, Host, gone, wait_for
@@ -156,12 +157,12 @@ def test_module_native_open_on_x86_64_never_touches_the_entry(host):
     before = host.inst.snapshot()
     r = run_module("native_armhf_window", {"state": "open", "probe": ["/bin/true"], "ttl": 60,
                                            "run_dir": host.run_dir, "on_unsupported": "fail"},
-                   wrap=host.inst.nsenter, env={W.CAPABILITY_ENV: ""})
+                   wrap=host.inst.nsenter, env={probe.CAPABILITY_ENV: ""})
     assert r["_status"] == "failed" and "x86_64" in r["msg"] and "not touched" in r["msg"], r
     assert host.inst.snapshot() == before
     r = run_module("native_armhf_window", {"state": "open", "probe": ["/bin/true"], "ttl": 60,
                                            "run_dir": host.run_dir},
-                   wrap=host.inst.nsenter, env={W.CAPABILITY_ENV: ""})
+                   wrap=host.inst.nsenter, env={probe.CAPABILITY_ENV: ""})
     assert r["_status"] == "ok" and r["native"] is False and r["mode"] == "emulation", r
     assert "x86_64" in r["reason"] and host.entry() == "enabled"
     events = [e["event"] for e in host.facts()["events"]]

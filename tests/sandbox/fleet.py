@@ -44,7 +44,7 @@ from sandbox.instance import Instance  # noqa: E402
 CONNECTION_PLUGINS = os.path.join(TESTS, "plugins", "connection")
 PLAYBOOKS = os.path.join(ROOT, "playbooks")
 ENTRY = "qemu-arm"
-CAPABILITY_ENV = "NATIVEARM_BINFMT_CAPABILITY"  # window.CAPABILITY_ENV
+CAPABILITY_ENV = "NATIVEARM_BINFMT_CAPABILITY"  # probe.CAPABILITY_ENV
 # Directories each host gets a private copy-on-write view of (those that exist here).
 PRIVATE_DIRS = ("/etc", "/usr/share/binfmts", "/usr/lib/binfmt.d", "/var/lib")
 DRIFT_KINDS = ("disabled", "reregistered", "stale_window")
@@ -293,7 +293,7 @@ class Fleet(object):
         """A native window opened on each drift_stale_window host, its holder then SIGKILLed:
         qemu-arm is left disabled with the window's records saying so."""
         args = {"state": "open", "probe": ["/bin/true"], "ttl": 3600}
-        # /bin/true stands in for an arm64 kernel that runs armhf natively (window.CAPABILITY_ENV)
+        # /bin/true stands in for an arm64 kernel that runs armhf natively (probe.CAPABILITY_ENV)
         run = self.ansible(["ansible", "drift_stale_window", "-m", "nativearm.binfmt.native_armhf_window",
                             "-a", json.dumps(args)], forks=forks, env={CAPABILITY_ENV: "probe"})
         leases = run.by_host(key="holder_pid")

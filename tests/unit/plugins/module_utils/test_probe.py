@@ -4,6 +4,13 @@ import pytest
 
 from ansible_collections.nativearm.binfmt.plugins.module_utils import probe as pr
 
+
+@pytest.fixture(autouse=True)
+def real_capability_check(monkeypatch):
+    """tests/conftest.py leaves the capability check to the probe for the other tests;
+    these test the check itself."""
+    monkeypatch.delenv(pr.CAPABILITY_ENV, raising=False)
+
 ARMHF = ["/usr/lib/arch-test/armhf"]
 NS = pr.namespace_command(ARMHF)
 
