@@ -81,7 +81,7 @@ def command_environment(base, extra):
 def probe_custom(value):
     """The probe option as an argv list, or None for the default probe selection
     (probe.select_probe). A string is split like a shell would, never run by one."""
-    if value is None or value == "" or value == []:
+    if value is None:
         return None
     if isinstance(value, str):
         try:

@@ -712,13 +712,15 @@ def wait_exit(pid, start=None, timeout=5.0):
 class Window(object):
     def __init__(self, entry=DEFAULT_ENTRY, binfmt_misc=DEFAULT_BINFMT_MISC, run_dir=DEFAULT_RUN_DIR,
                  instance_dir=None):
+        try:                # the same name allowlist as binfmt_entry's
+            bm.validate_name(entry, field="entry")
+        except bm.BinfmtError as exc:
+            raise WindowError(str(exc))
         self.entry = entry
         self.binfmt_misc = binfmt_misc
         self.entry_path = os.path.join(binfmt_misc, entry)
         self.register_path = os.path.join(binfmt_misc, instance.REGISTER)
         self.run_dir = run_dir
-        if "/" in entry or entry in ("", ".", "..", "register", "status"):
-            raise WindowError("entry: %r is not a binfmt_misc entry name (e.g. 'qemu-arm')" % entry)
         if instance_dir is None:
             try:            # every read and write lands on binfmt_misc itself (fstatfs), never on a look-alike
                 bm.check_filesystem(binfmt_misc)

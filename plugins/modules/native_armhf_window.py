@@ -313,7 +313,7 @@ def build_module():
 
 def probe_argv(value):
     """The probe option as an argv list (a string is split, never run by a shell)."""
-    if value is None or value == "" or value == []:
+    if value is None:
         return None  # probe.select_probe chooses (the one probe selection)
     if isinstance(value, str):
         argv = shlex.split(value)

@@ -4,6 +4,7 @@ import os
 from ansible_env import run_module
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
 from ansible_collections.nativearm.binfmt.plugins.module_utils.presets import preset
+from ansible_collections.nativearm.binfmt.plugins.module_utils.probe import CAPABILITY_ENV
 
 
 def register_qemu_arm(instance, enabled=True):
@@ -15,8 +16,9 @@ def register_qemu_arm(instance, enabled=True):
 
 
 def info(instance, tmp_path, check=False, **args):
+    """binfmt_info inside the instance, with its real capability check (not the tests' hook)."""
     args.setdefault("run_dir", str(tmp_path / "run"))
-    return run_module("binfmt_info", args, check=check, wrap=instance.nsenter)
+    return run_module("binfmt_info", args, check=check, wrap=instance.nsenter, env={CAPABILITY_ENV: ""})
 
 
 def test_reports_mount_entries_host_and_changes_nothing(instance, tmp_path):
