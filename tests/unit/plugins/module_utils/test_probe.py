@@ -11,6 +11,7 @@ def real_capability_check(monkeypatch):
     these test the check itself."""
     monkeypatch.delenv(pr.CAPABILITY_ENV, raising=False)
 
+
 ARMHF = ["/usr/lib/arch-test/armhf"]
 NS = pr.namespace_command(ARMHF)
 
