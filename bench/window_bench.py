@@ -35,13 +35,14 @@ from ansible_env import ansible_env, collections_path  # noqa: E402
 sys.path.insert(0, collections_path())
 
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm  # noqa: E402
+from ansible_collections.nativearm.binfmt.plugins.module_utils import probe  # noqa: E402
 from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W  # noqa: E402
 from ansible_collections.nativearm.binfmt.plugins.module_utils.presets import preset  # noqa: E402
 from sandbox.instance import Instance  # noqa: E402
 
 # x86_64 CI: /bin/true stands in for an arm64 kernel with CONFIG_COMPAT, so the window's
-# capability check is left to that probe (window.CAPABILITY_ENV).
-os.environ.setdefault(W.CAPABILITY_ENV, "probe")
+# capability check is left to that probe (probe.CAPABILITY_ENV).
+os.environ.setdefault(probe.CAPABILITY_ENV, "probe")
 
 
 ENTRY = "qemu-arm"
