@@ -292,25 +292,32 @@ def test_toggle_probe_method_succeeds_and_fails_on_real_arm64(compat, module):
 # ------------------------------------------------------------------ drift
 
 @NOAARCH32
+def drift_report(run):
+    """The report binfmt_drift returned in a remediate run (check mode writes none on the host)."""
+    found = [r["report"] for task, r in run.results
+             if task.endswith("Check every desired entry and the window in one call") and "report" in r]
+    assert found, run.stdout[-3000:]
+    return found[0]
+
+
 def test_drift_disabled_entry_reported_in_check_mode_then_fixed(inventory, noaarch32):
+    """No entries given: remediate restores the state provision recorded on the host."""
+    on_disk = noaarch32.file(DRIFT_REPORT).content_string
     noaarch32.run_expect([0], "echo 0 > %s" % QEMU_ARM)
     try:
-        check = remote.playbook(inventory, "nativearm.binfmt.remediate", check=True,
-                                limit="noaarch32", extra_vars={
-                                    "binfmt_drift_entries": [{"name": "qemu-arm"}]})
+        check = remote.playbook(inventory, "nativearm.binfmt.remediate", check=True, limit="noaarch32")
         assert check.returncode == 0, check.stdout[-3000:]
         assert qemu_arm(noaarch32) == "disabled", "check mode changed the host"
-        report = json.loads(noaarch32.file(DRIFT_REPORT).content_string)
+        assert noaarch32.file(DRIFT_REPORT).content_string == on_disk, "check mode wrote the report"
+        report = drift_report(check)
         assert any(item.get("name") == "qemu-arm" for item in report["drift"]), report
-        fix = remote.playbook(inventory, "nativearm.binfmt.remediate", limit="noaarch32",
-                              extra_vars={"binfmt_drift_entries": [{"name": "qemu-arm"}]})
+        fix = remote.playbook(inventory, "nativearm.binfmt.remediate", limit="noaarch32")
         assert fix.returncode == 0, fix.stdout[-3000:]
         assert qemu_arm(noaarch32) == "enabled"
-        again = remote.playbook(inventory, "nativearm.binfmt.remediate", check=True,
-                                limit="noaarch32", extra_vars={
-                                    "binfmt_drift_entries": [{"name": "qemu-arm"}]})
+        assert json.loads(noaarch32.file(DRIFT_REPORT).content_string)["remaining"] == []
+        again = remote.playbook(inventory, "nativearm.binfmt.remediate", check=True, limit="noaarch32")
         assert again.returncode == 0
-        assert json.loads(noaarch32.file(DRIFT_REPORT).content_string)["drift"] == []
+        assert drift_report(again)["drift"] == []
     finally:
         noaarch32.run("echo 1 > %s" % QEMU_ARM)
 
@@ -328,7 +335,7 @@ def test_drift_wrong_interpreter_reported_then_reregistered(inventory, noaarch32
                                     "binfmt_drift_entries": [{"name": "qemu-arm"}]})
         assert check.returncode == 0
         assert qemu_arm_interpreter(noaarch32) == "/bin/true"
-        assert json.loads(noaarch32.file(DRIFT_REPORT).content_string)["drift"]
+        assert drift_report(check)["drift"]
         fix = remote.playbook(inventory, "nativearm.binfmt.remediate", limit="noaarch32",
                               extra_vars={"binfmt_drift_entries": [{"name": "qemu-arm"}]})
         assert fix.returncode == 0, fix.stdout[-3000:]
