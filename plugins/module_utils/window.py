@@ -860,17 +860,18 @@ class Window(object):
                 pass
 
     # -- transitions (all under the mutex) --------------------------------------
-    def _restore(self, state, why, lease=None, ours=()):
+    def _restore(self, state, why, lease=None, ours=(), markers=()):
         """End the window: put the entry back in its prior state (I3) -- unless
         another coordinator's window still needs the entry as it is: then the
         restore is deferred to whoever is last out (a PR #9769 builder re-enables
         qemu-arm when it is last out; this collection's other coordinators
         restore their own prior). Returns None, or why the restore was deferred.
-        ``ours``: pids of our holders that still hold locks (a probe rollback)."""
+        ``ours``/``markers``: pids and register markers of our holders that still hold
+        locks (a probe rollback; a holder ending its own lease)."""
         target = restore_target(state)
         deferred = None
         if target is not None:
-            foreign = self.look(state, ours)
+            foreign = self.look(state, ours, markers)
             if target and foreign["native"]:
                 deferred = ("a native window of another coordinator is open (root-owned shared locks on %s: "
                             "%s); qemu-arm is not re-enabled under it: whoever is last out restores it"
@@ -954,13 +955,16 @@ class Window(object):
             if not self.lease_alive({"lock": name}):
                 self._drop_lock_file({"lock": name})
 
-    def _remove_lease(self, state, lease_id, why):
-        """Remove one lease; restore when it was the last. Returns (record, restored)."""
+    def _remove_lease(self, state, lease_id, why, own=False):
+        """Remove one lease; restore when it was the last. Returns (record, restored).
+        ``own``: the lease's holder itself ends it, so it still holds its LOCK_SH on
+        the entry (or its emulation marker), which is ours, not another coordinator's."""
         record = state["leases"].pop(lease_id)
         self._drop_lock_file(record)
         restored = False
         if not state["leases"] and state.get("prior") is not None:
-            restored = self._restore(state, "restored", lease=lease_id) is None
+            ours, markers = ([record.get("pid")], [record.get("marker")]) if own else ((), ())
+            restored = self._restore(state, "restored", lease=lease_id, ours=ours, markers=markers) is None
         if why != "closed":         # a lease ended by itself (ttl, owner, signal, ...) is worth a line
             self._event(state, why, lease=lease_id)
         return record, restored
@@ -1520,7 +1524,7 @@ class Window(object):
             except RecordsCorrupt:
                 return
             if lease_id in state["leases"]:
-                self._remove_lease(state, lease_id, why)
+                self._remove_lease(state, lease_id, why, own=True)
                 self.recover(state)
                 self.save(state)
         finally:
