@@ -329,6 +329,7 @@ def run(workers=8, cycles=25, kill_rate=0.05, native_share=0.7, hold_ms=20, prio
         "seconds": round(time.time() - started, 1),
         "messages": [m for s in results.values() for m in s["messages"]][:5] + obs_stats["messages"],
         "last_events": [e["event"] for e in events[-5:]],
+        "last_details": [e.get("detail") for e in events[-3:]],
     })
     summary["ok"] = (summary["violations"] == 0 and final == prior and summary["final_leases"] == 0
                      and not leftover and summary["cycles"] == workers * cycles - 0 * 0
