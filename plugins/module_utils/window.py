@@ -1467,12 +1467,12 @@ class Window(object):
                 self.save(state)
                 return self._closed_result(state, lease_id, record, True, recovered == "restored", before)
             last = len(state["leases"]) == 1
-            if last:
-                # The last lease out decides whether to restore by what other coordinators
-                # hold: its own holder's locks must be gone first (a PR #9769 builder
-                # leaving meanwhile must see no LOCK_SH of ours). It is ours and under
-                # the mutex it can do nothing: SIGKILL, and wait for its exit.
-                _kill_holder(record)
+            # A last lease out decides whether to restore by what other coordinators hold,
+            # so a closed lease's holder must be gone before the mutex is released: one that
+            # outlived its record would look like another coordinator's native window to the
+            # next last-out close, which would then defer its restore for good. It is ours
+            # and under the mutex it can do nothing: SIGKILL, and wait for its exit.
+            _kill_holder(record)
             record, restored = self._remove_lease(state, lease_id, "closed")
             events = state.get("events") or [{}]
             deferred = events[-1].get("detail") if last and events[-1].get("event") == "restore_deferred" else None
@@ -1489,9 +1489,6 @@ class Window(object):
             result = self._closed_result(state, lease_id, record, True, False, before)
             result["reason"] = "restore deferred: " + deferred
         else:
-            if not last:
-                _stop_holder(record)
-                wait_exit(record["pid"], record.get("start"), 5)     # its locks are gone when it has exited
             result = self._closed_result(state, lease_id, record, True, restored, before)
         if save_error:
             result["warning"] = ("lease %s was closed%s, but %s; the next open or close, or binfmt_drift, "
@@ -1747,12 +1744,6 @@ def _kill_holder(record):
         except OSError:
             pass
     return wait_exit(pid, record.get("start"), 5)
-
-
-def _stop_holder(record):
-    """Tell a live holder its lease was closed for it (SIGUSR1: exit, touch nothing).
-    Only the process the record names (pid and start time) is signalled."""
-    signal_pid(record.get("pid"), record.get("start"), signal.SIGUSR1)
 
 
 def _short_probe(result):
