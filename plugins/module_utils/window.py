@@ -201,10 +201,14 @@ locks and does the same for its own lease. If the opener dies before
 Records that cannot be written or read (fail closed)
 ---------------------------------------------------
 - A write that fails (a full /run, ENOSPC after one page) leaves the previous
-  version in place and no temp file. An open that cannot record takes its
-  lease out again and puts the entry back before it fails (the first lease
-  records ``prior`` before it touches the entry, so a failed first write
-  touches nothing). A close that cannot record still puts the entry back
+  version in place and no temp file. An admission that fails for any reason
+  (a record that cannot be written, a refusal, a fault, a signal) leaves the
+  host as it was (``_abandon``): its holder is SIGKILLed and reaped first (so
+  its LOCK_SH cannot defer the restore), the lease is taken out of the last
+  version on disk and the entry put back; when even that cannot be written
+  and there were no records before the open, the ones it wrote are removed
+  (the first lease records ``prior`` before it touches the entry, so a failed
+  first write touches nothing). A close that cannot record still puts the entry back
   when it was the last lease out, and says so in a warning; the records
   then still name the closed lease, whose holder is gone, and the next
   recovery ends it onto the same state.
@@ -593,6 +597,7 @@ class Holder(object):
         self.ctl_w = ctl_w
         self.st_r = st_r
         self.lock_name = lock_name
+        self.ended = False          # killed and reaped: its pid is no longer ours to signal
         self._buf = b""
 
     def read_line(self, timeout):
@@ -639,18 +644,24 @@ class Holder(object):
 
     def dismiss(self):
         """Tell a holder that was never committed to go away (it never touched the state)."""
+        if self.ended:
+            return
         self.send("abort")
         self.close_pipes()
         if not wait_exit(self.pid, None, 5):
             self.kill()
 
     def kill(self):
-        """SIGKILL (its lease, if recorded, becomes dead: recovery ends it) and wait."""
+        """SIGKILL (its lease, if recorded, becomes dead: recovery ends it) and wait.
+        Once reaped its pid may be reused: it is never signalled again."""
+        if self.ended:
+            return
         try:
             os.kill(self.pid, signal.SIGKILL)
         except OSError:
             pass
-        wait_exit(self.pid, None, 5)
+        self.ended = wait_exit(self.pid, None, 5)
+        self.close_pipes()
 
 
 # Holders forked by this process that may still have to be reaped (a holder
@@ -1087,6 +1098,7 @@ class Window(object):
                 last_full = time.time()
                 self.acquire(deadline)
                 try:
+                    existed = os.path.exists(self.state_path)
                     state = self.load()
                     before = self.summary(state)
                     self.recover(state)
@@ -1102,27 +1114,15 @@ class Window(object):
                     if ok:
                         waiting = state["waiters"].pop(token, None)
                         try:
-                            admitted = self._admit(state, holder, mode, lease_id, expires, owner_pid,
-                                                   owner_start, on_unsupported, probe, before,
-                                                   capability=capability, deadline=deadline)
+                            admitted = self._admit_or_undo(existed, state, holder, mode, lease_id,
+                                                           expires, owner_pid, owner_start, on_unsupported,
+                                                           probe, before, capability=capability,
+                                                           deadline=deadline)
                             break
                         except _NotNow:
                             ok, blocker = False, "foreign_native"
                             if waiting is not None:
                                 state["waiters"][token] = waiting
-                        except RecordsWriteError as exc:
-                            # fail closed: take the lease out again and put the entry back (its
-                            # holder first, so that its own LOCK_SH does not defer the restore)
-                            holder.kill()
-                            self._abandon(lease_id)
-                            raise RecordsWriteError("%s: no %s lease was opened: %s; the entry is %s"
-                                                    % (self.entry, mode, exc.message,
-                                                       _describe_status(self.entry_status())))
-                        except WindowError:
-                            raise
-                        except Exception:
-                            self._abandon(lease_id)
-                            raise
                     if time.time() >= deadline:
                         state["waiters"].pop(token, None)
                         if mode == "native" and on_unsupported == "emulate" and state.get("mode") != "native":
@@ -1130,9 +1130,10 @@ class Window(object):
                             if ok:
                                 reason = ("native window not available after waiting %ss: %s"
                                           % (wait, self.holders_text(state, foreign)))
-                                admitted = self._admit(state, holder, "emulation", lease_id, expires,
-                                                       owner_pid, owner_start, on_unsupported, probe, before,
-                                                       reason=reason, deadline=deadline)
+                                admitted = self._admit_or_undo(existed, state, holder, "emulation",
+                                                               lease_id, expires, owner_pid, owner_start,
+                                                               on_unsupported, probe, before, reason=reason,
+                                                               deadline=deadline)
                                 break
                         self.save(state)
                         what = {"window_mode": "the other mode's leases to drain",
@@ -1181,15 +1182,45 @@ class Window(object):
             return True
         return admissible(snapshot, mode, seq)[0] and admissible(snapshot, mode, seq, foreign=self.look(snapshot))[0]
 
-    def _abandon(self, lease_id):
-        """An unexpected error during admission (mutex held): take the lease
-        out again and restore if it was the first, as far as possible."""
+    def _admit_or_undo(self, existed, state, holder, mode, lease_id, *args, **kwargs):
+        """_admit, or on any failure (a record that cannot be written, a refusal, a
+        fault, a signal) leave the host as it was before this open: _abandon."""
+        try:
+            return self._admit(state, holder, mode, lease_id, *args, **kwargs)
+        except _NotNow:
+            raise
+        except BaseException as exc:
+            self._abandon(holder, lease_id, existed)
+            if isinstance(exc, RecordsWriteError):
+                raise RecordsWriteError("%s: no %s lease was opened: %s; the entry is %s"
+                                        % (self.entry, mode, exc.message, _describe_status(self.entry_status())))
+            raise
+
+    def _abandon(self, holder, lease_id, existed):
+        """Admission failed (mutex held): leave the host as it was before this open.
+        The holder is SIGKILLed and waited for first (its LOCK_SH or marker gone, so
+        they do not defer the restore); then the lease is taken out of the records
+        on disk (the last version written: the in-memory state may be half done)
+        and ``prior`` restored if it was the first. When that cannot be written
+        either (a full run_dir) and there were no records before this open, the
+        records it created go: nothing names the lease any more."""
+        holder.kill()
+        self._drop_lock_file({"lock": holder.lock_name})
         try:
             state = self.load()
+        except Exception:      # pylint: disable=broad-except  # the original error is the one to report
+            return
+        try:
             if lease_id in state["leases"]:
                 self._remove_lease(state, lease_id, "open_failed")
                 self.save(state)
-        except Exception:      # the original error is the one to report; recovery will retry
+        except RecordsWriteError:
+            if not existed and not state["leases"] and state.get("prior") is None:
+                try:
+                    os.unlink(self.state_path)
+                except OSError:
+                    pass
+        except Exception:      # pylint: disable=broad-except  # recovery ends the dead lease later
             pass
 
     def _forget_waiter(self, token):

@@ -19,6 +19,7 @@ from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_mis
 from ansible_collections.nativearm.binfmt.plugins.module_utils import probe
 from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
 
+from sandbox.procs import processes_using
 from window_support import ENTRY, Host, gone, real_probe, register_qemu_arm, true_probe, wait_for
 
 
@@ -192,6 +193,38 @@ def test_probe_failure_with_on_unsupported_fail(instance, tmp_path):
         wait_for(lambda: facts["lock_holders"] == [] and host.facts()["lock_holders"] == [])
     finally:
         host.close()
+
+
+class _ProbeFault(Exception):
+    pass
+
+
+@pytest.mark.parametrize("fault", [_ProbeFault, KeyboardInterrupt], ids=["exception", "interrupt"])
+def test_fault_during_admission_leaves_the_host_as_it_was(host, fault):
+    """A probe that raises (an unexpected fault, or SIGINT as KeyboardInterrupt) while the
+    entry is disabled and the first lease recorded: the holder is killed before the lease
+    is taken out (its LOCK_SH must not defer the restore as another coordinator's window),
+    no record names the lease, and the entry is back as it was."""
+    before = host.inst.snapshot()
+    seen = []
+
+    def failing_probe():
+        seen.append(host.entry())
+        raise fault("probe fault")
+    with pytest.raises(fault):
+        open_native(host, probe=failing_probe)
+    assert seen == ["disabled"]                     # the fault came with the entry disabled
+    assert host.inst.snapshot() == before and host.entry() == "enabled"
+    assert W.lock_holders_of(os.path.join(host.path, ENTRY)) == []
+    assert processes_using(host.run_dir) == []      # no holder left
+    facts = host.facts()
+    assert facts["lease_count"] == 0 and facts["prior_state"] is None and not facts["stale"]
+    assert [n for n in os.listdir(host.window().dir) if n.startswith("lease-")] == []
+    assert "restore_deferred" not in [e["event"] for e in facts["events"]]
+    again = open_native(host)                       # nothing left in the way
+    assert again["first"] and again["prior_state"] == "enabled"
+    host.window().close(again["lease_id"])
+    assert host.inst.snapshot() == before
 
 
 def test_qemu_arm_absent_is_a_coordinated_noop(bare):

@@ -82,17 +82,27 @@ def test_full_run_dir_open_fails_cleanly_and_changes_nothing(tiny):
 
 def test_one_free_page_open_fails_cleanly(tiny):
     """The first version of the records (prior + lease) fits in the last page, the next one
-    (after the probe) cannot be written beside it: the open takes its lease out again and puts
-    the entry back; what is on disk is a whole earlier version, which recovery ends."""
+    (after the probe, the entry disabled) cannot be written beside it, nor can the version
+    without the lease: the open kills its holder, puts the entry back and, as there were no
+    records before it, removes the ones it wrote. The host is as it was."""
     tiny.window().ensure_dirs()
     tiny.fill(4096)
+    before = tiny.inst.snapshot()
+    seen = []
+
+    def watched_probe():
+        seen.append(tiny.entry())
+        return true_probe()
     with pytest.raises(W.WindowError) as err:
-        open_native(tiny)
+        open_native(tiny, probe=watched_probe)
+    assert seen == ["disabled"]                        # the fault came after the entry was disabled
     assert "no space left" in err.value.message and "the entry is enabled" in err.value.message
-    assert tiny.entry() == "enabled" and leftovers(tiny.window().dir) == []
+    assert tiny.inst.snapshot() == before and tiny.entry() == "enabled" and leftovers(tiny.window().dir) == []
+    assert not os.path.exists(tiny.window().state_path)
+    assert [n for n in os.listdir(tiny.window().dir) if n.startswith("lease-")] == []
+    assert W.lock_holders_of(os.path.join(tiny.path, ENTRY)) == []     # its holder was killed and reaped
     facts = tiny.facts()
-    assert facts["corrupt"] is None and not any(lease["alive"] for lease in facts["leases"])
-    wait_for(lambda: W.lock_holders_of(os.path.join(tiny.path, ENTRY)) == [])
+    assert facts["corrupt"] is None and facts["lease_count"] == 0 and facts["prior_state"] is None
 
 
 def test_full_under_an_open_window_joiner_refused_close_restores_and_says_so(tiny):
