@@ -3,14 +3,15 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The detached process that holds one native armhf window lease.
 
-``window.Window.spawn_holder`` imports this file, then forks: the child runs
-``run_forked`` and never returns into the opener's code (it ends with
-``os._exit``, so no ``finally``/``atexit`` of an Ansible module or of its
-AnsiballZ wrapper runs twice -- that wrapper deletes its payload directory
-when the module exits). No interpreter is started and no file is read after
-the fork: everything the holder runs (this file, ``window.py``, the standard
-library modules below) is already in memory, so the holder keeps working
-after the module's temporary files are gone. The child:
+``_holder_handle.spawn`` (called by ``window.Window.spawn_holder``) imports
+this file, then forks: the child runs ``run_forked`` and never returns into
+the opener's code (it ends with ``os._exit``, so no ``finally``/``atexit`` of
+an Ansible module or of its AnsiballZ wrapper runs twice -- that wrapper
+deletes its payload directory when the module exits). No interpreter is
+started and no file is read after the fork: everything the holder runs (this
+file, ``window.py`` and its private parts, the standard library modules
+below) is already in memory, so the holder keeps working after the module's
+temporary files are gone. The child:
 
 0. detaches (``detach``): its own session, cwd ``/``, stdio on /dev/null (an
    inherited stdout would hang the Ansible task), every other inherited
@@ -30,7 +31,7 @@ after the module's temporary files are gone. The child:
    (answers ``ok`` and closes both pipes) or ``abort``; end of file before
    ``commit`` means the opener died, so it ends its lease itself (restoring
    the prior state if it was the last);
-3. watches every ``window.POLL`` seconds: ttl, owner_pid (pid + start time),
+3. watches every ``POLL`` seconds: ttl, owner_pid (pid + start time),
    the entry's state and inode, its lease lock file (a closer unlinks it
    when it removes the record) and the records file (moved aside when found
    corrupt: the holder then exits touching nothing); when something changed
@@ -45,7 +46,9 @@ after the module's temporary files are gone. The child:
    exit.
 
 Every invariant is enforced by ``window.py``; this file is only the process
-set-up and the loop.
+set-up and the loop. The messages on the pipes (``ready``, ``hold``, ``held``,
+``busy``, ``commit``, ``ok``, ``abort``) and the opener's side are in
+``_holder_handle.py``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -60,11 +63,14 @@ import threading  # noqa: F401 pylint: disable=unused-import
 import time
 
 from ansible_collections.nativearm.binfmt.plugins.module_utils import _window_instance as instance
+from ansible_collections.nativearm.binfmt.plugins.module_utils import _holder_handle as msg
+from ansible_collections.nativearm.binfmt.plugins.module_utils._window_proc import pid_alive
+from ansible_collections.nativearm.binfmt.plugins.module_utils._window_rules import desired_enabled
 
-# threading: window._flock imports it when the mutex is contended; imported
+# threading: _window_proc.flock imports it when the mutex is contended; imported
 # here, before the fork, so that a holder never needs a module file later.
 
-POLL = 0.05     # seconds; window.POLL
+POLL = msg.POLL
 COMM = "window-holder"
 
 _flags = {"end": None, "closed": False, "critical": False}
@@ -78,28 +84,6 @@ def _on_usr1(signum, frame):
 
 def _on_term(signum, frame):
     _flags["end"] = "signal_%d" % signum
-
-
-def _write(fd, text):
-    try:
-        os.write(fd, (text + "\n").encode("utf-8"))
-    except OSError:
-        pass
-
-
-def _read_line(fd):
-    buf = b""
-    while not buf.endswith(b"\n"):
-        try:
-            chunk = os.read(fd, 256)
-        except OSError as exc:
-            if exc.errno == errno.EINTR:
-                continue
-            return None
-        if not chunk:
-            return None
-        buf += chunk
-    return buf.decode("utf-8", "replace").strip()
 
 
 # ---------------------------------------------------------------------------
@@ -247,15 +231,15 @@ def hold(mode, dir_fd, name):
     if mode == "none":                  # back to waiting: nothing held on the instance
         _drop("entry")
         _drop("marker")
-        return "held"
+        return msg.HELD
     if mode == "native":
         _drop("marker")
         if _held["entry"] is None:
             try:
                 _held["entry"] = _try_lock_entry(dir_fd, name)
             except _Busy:
-                return "busy"
-        return "held"
+                return msg.BUSY
+        return msg.HELD
     _drop("entry")                      # LOCK_SH means only "a native window user is here"
     if _held["marker"] is None:
         fd = _open_at(dir_fd, instance.REGISTER, os.O_WRONLY)
@@ -266,7 +250,7 @@ def hold(mode, dir_fd, name):
             raise
         _held["marker"] = fd
         _held["offset"] = offset
-    return "held %d" % _held["offset"]
+    return msg.message(msg.HELD, _held["offset"])
 
 
 def entry_status(dir_fd, name):
@@ -287,16 +271,6 @@ def entry_status(dir_fd, name):
     finally:
         os.close(fd)
     return True, first.strip() == b"enabled", ino
-
-
-def pid_alive(pid, start):
-    """window.pid_alive (kept here so the loop reads as one piece)."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (IOError, OSError, IndexError):
-        return False
-    return fields[0] != "Z" and (start is None or int(fields[19]) == start)
 
 
 # ---------------------------------------------------------------------------
@@ -328,10 +302,11 @@ def serve(window, config, ctl, st, error):
     lock_path = os.path.join(window.dir, config["lock"])
     lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    _write(st, "ready")
+    msg.send_line(st, msg.READY)
     while True:
-        line = _read_line(ctl)
-        if line is None or line == "abort":
+        line = msg.read_line(ctl)
+        word, arg = msg.parse(line)
+        if line is None or word == msg.ABORT:
             _drop("entry")
             _drop("marker")
             if line is None:        # the opener died: end our lease if it was recorded
@@ -341,20 +316,20 @@ def serve(window, config, ctl, st, error):
             except OSError:
                 pass
             return 0
-        if line.startswith("hold "):
+        if word == msg.HOLD and arg:
             try:
-                _write(st, hold(line.split()[1], dir_fd, name))
+                msg.send_line(st, hold(arg, dir_fd, name))
             except OSError as exc:
-                _write(st, "error %s" % exc)
+                msg.send_line(st, msg.message(msg.ERROR, exc))
             continue
-        if line.startswith("commit "):
+        if word == msg.COMMIT and arg:
             break
     os.close(ctl)
-    _write(st, "ok")
+    msg.send_line(st, msg.OK)
     os.close(st)                    # the opener waits for this end of file before it returns
 
-    mode = line.split()[1]
-    want = mode == "emulation"      # window.desired_enabled
+    mode = arg
+    want = desired_enabled(mode)
     if mode != "native":
         _drop("entry")
     seen_ino = entry_status(dir_fd, name)[2]

@@ -142,6 +142,11 @@ def lock_path(directory, name):
     return os.path.join(directory, name)
 
 
+def new_lock_name(lease_id):
+    """A fresh lock file name for a holder of ``lease_id`` (the pattern ``lock_path`` accepts)."""
+    return "lease-%s-%s.lock" % (lease_id, binascii.hexlify(os.urandom(4)).decode("ascii"))
+
+
 def lock_name_lease(name):
     """The lease id in a lock file name, or None."""
     match = _LOCK_NAME.match(name) if isinstance(name, str) else None

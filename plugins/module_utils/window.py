@@ -3,15 +3,31 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Native armhf windows: the lock protocol and the lease records.
 
-This file is the one place to read the protocol. It uses the Python standard
-library only; from the collection it imports ``_window_records.py`` (the
-records on disk), ``_window_instance.py`` (what other coordinators of the
-instance hold), ``binfmt_misc.py`` (entry access that lands on binfmt_misc
-only), ``probe.py`` (capability check and probe, in an open) and
-``_holder.py`` (the holder's process set-up and loop, in an open, just
-before it forks the holder). A holder is a fork of its opener: it runs this file's code from
-memory, so it keeps working long after the Ansible module that started it has
-exited and its AnsiballZ payload directory has been deleted.
+This file is the one place to read the protocol; it holds the ``Window``
+class (open, close, recovery, re-assertion, facts, repair) on top of private
+parts, one responsibility each (standard library only):
+
+- ``_window_rules.py``    pure rules: admission and fairness, the entry state
+                          each mode needs, restore target, stale-window
+                          refusal, lease ids, tiers, the result shape;
+- ``_window_records.py``  the records on disk: run dir, state file (schema,
+                          version, fail-closed writes), lock file names;
+- ``_window_instance.py`` what other coordinators of the instance hold
+                          (/proc/locks, register markers);
+- ``_window_proc.py``     processes and locks: boot id, start times, signals
+                          checked by start time, waiting for an exit, lock
+                          holders, flock with a deadline;
+- ``_holder_handle.py``   the opener's handle on a holder process and the
+                          pipe messages both sides exchange;
+- ``_holder.py``          the holder's side: process set-up and loop (imported
+                          by an open, just before it forks the holder);
+- ``binfmt_misc.py`` (entry access that lands on binfmt_misc only) and
+  ``probe.py`` (capability check and probe, in an open).
+
+A holder is a fork of its opener: it runs this code from memory (every file
+above is imported before the fork), so it keeps working long after the
+Ansible module that started it has exited and its AnsiballZ payload
+directory has been deleted.
 
 Terms
 -----
@@ -259,21 +275,27 @@ state its registrant gave it.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import binascii
+import contextlib
 import errno
 import fcntl
 import os
-import re
 import signal
 import time
 
-# The records on disk (run dir, state file, lock file names) live in _window_records;
-# the names below are used here or re-exported for callers of window.
+# The window's parts, each private to it (this docstring states the rules they serve).
+# Names used by the modules, tests, bench and stress are re-exported from here.
 from ansible_collections.nativearm.binfmt.plugins.module_utils._window_records import (  # noqa: F401 pylint: disable=unused-import
     LEASE_ID_PATTERN, MAX_EVENTS, MODES, STATE_VERSION, RecordsCorrupt, RecordsWriteError, WindowError,
-    add_event, corrupt_files, empty_state, instance_key, load_state, lock_name_lease, lock_path, open_private,
-    salvage_prior, save_state, secure_dir, write_private)
-
+    add_event, corrupt_files, empty_state, instance_key, load_state, lock_name_lease, lock_path, new_lock_name,
+    open_private, salvage_prior, save_state, secure_dir, write_private)
+from ansible_collections.nativearm.binfmt.plugins.module_utils._window_rules import (  # noqa: F401 pylint: disable=unused-import
+    TIERS, admissible, decide_tier, describe_prior, describe_status, desired_enabled, lease_result, new_lease_id,
+    prior_text, restore_target, short_probe, stale_restore_refusal, validate_lease_id)
+from ansible_collections.nativearm.binfmt.plugins.module_utils._window_proc import (  # noqa: F401 pylint: disable=unused-import
+    Timeout, boot_id, describe_lock_holders, flock, kill_recorded, lock_holders_of, pid_alive, proc_start_time,
+    signal_pid, wait_exit)
+from ansible_collections.nativearm.binfmt.plugins.module_utils import _holder_handle as handle
+from ansible_collections.nativearm.binfmt.plugins.module_utils._holder_handle import POLL  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.nativearm.binfmt.plugins.module_utils import _window_instance as instance
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
 from ansible_collections.nativearm.binfmt.plugins.module_utils._window_instance import (  # noqa: F401 pylint: disable=unused-import
@@ -285,257 +307,15 @@ from ansible_collections.nativearm.binfmt.plugins.module_utils._window_instance 
 DEFAULT_RUN_DIR = "/run/nativearm-binfmt"
 DEFAULT_BINFMT_MISC = "/proc/sys/fs/binfmt_misc"
 DEFAULT_ENTRY = "qemu-arm"
-POLL = 0.05              # holder watch period and waiter retry period (seconds)
 FULL_LOOK = 1.0          # a waiter re-checks under the mutex (and recovers) at least this often
 MUTEX_MIN_WAIT = 45.0    # held briefly by our own processes; at most a probe (30 s timeout) long
-HOLDER_START_WAIT = 20.0  # a forked holder answers in milliseconds; this bounds a stuck machine
+HOLDER_START_WAIT = handle.START_WAIT
 PROBE_TIMEOUT = 60
 LOCK_FILE_MIN_AGE = 60.0  # an unrecorded, unlocked lease lock file this old is litter (see _sweep_lock_files)
-TIERS = ("packaged_descriptor", "registered_entry", "native_probe", "qemu_fallback")
-
-_LEASE_ID = re.compile(r"^%s$" % LEASE_ID_PATTERN)
-
-
-class _Timeout(Exception):
-    pass
 
 
 class _NotNow(Exception):
     """Admission found, at its last look, a window it must wait for."""
-
-
-# ---------------------------------------------------------------------------
-# pure helpers
-# ---------------------------------------------------------------------------
-
-def validate_lease_id(lease_id):
-    if not isinstance(lease_id, str) or not _LEASE_ID.match(lease_id):
-        raise WindowError("lease_id: %r must be 1-64 characters of letters, digits, '_', '.', '@', '-' "
-                          "starting with a letter or digit" % (lease_id,))
-    return lease_id
-
-
-def new_lease_id():
-    return binascii.hexlify(os.urandom(8)).decode("ascii")
-
-
-def desired_enabled(mode):
-    """The entry state a lease of ``mode`` needs (I1 / I2)."""
-    return mode == "emulation"
-
-
-def admissible(state, mode, seq=None, ignore_fairness=False, foreign=None):
-    """(True, None) when a lease of ``mode`` may be admitted now; else (False, why).
-
-    ``seq`` is the caller's waiter number (None for a fresh arrival). A fresh
-    arrival queues behind every live waiter of the other mode; a waiter only
-    behind those that arrived before it -- except that a window's *phase*
-    admits every waiter of its mode that was already waiting when the window
-    opened (``phase_seq``): batches stay large, and a waiter of the other mode
-    still waits only for that bounded batch. ``state`` must be recovered first.
-    ``foreign`` (_window_instance.look) holds the other coordinators' windows on
-    the instance: a native one keeps emulation leases out, and emulation leases
-    keep native ones out, whatever our records say.
-    """
-    if foreign:
-        if mode == "emulation" and foreign.get("native"):
-            return False, "foreign_native"
-        if mode == "native" and foreign.get("emulation"):
-            return False, "foreign_emulation"
-    window = state.get("mode")
-    if window is not None and window != mode:
-        return False, "window_mode"
-    if ignore_fairness:
-        return True, None
-    if window == mode and seq is not None and seq <= (state.get("phase_seq") or 0):
-        return True, None
-    for waiter in state.get("waiters", {}).values():
-        if waiter["mode"] != mode and (seq is None or waiter["seq"] < seq):
-            return False, "fairness"
-    return True, None
-
-
-def decide_tier(native, entry_present, descriptor_found):
-    """Which detection path decided (after Armbian PR #117's four tiers)."""
-    if native:
-        return "native_probe"
-    if entry_present and descriptor_found:
-        return "packaged_descriptor"
-    if entry_present:
-        return "registered_entry"
-    return "qemu_fallback"
-
-
-def restore_target(state):
-    """The enabled flag the entry must be given when the window ends, or None
-    when nothing is to be written (prior absent and nothing appeared)."""
-    prior = state.get("prior") or {}
-    if prior.get("present"):
-        return bool(prior.get("enabled"))
-    if state.get("adopted") is not None:
-        return bool(state["adopted"])
-    return None
-
-
-def stale_restore_refusal(state, status, boot_id):
-    """Why a stale window must *not* be restored onto the entry as it is now
-    (``status``: {present, enabled, ino}), or None when it may.
-
-    A stale window's records can outlive what they describe: a run_dir that
-    survives a reboot, or -- since anonymous device numbers and namespace
-    inodes are reused -- a new binfmt_misc instance that gets the dead one's
-    instance key. Entry inodes come from one per-boot counter shared by every
-    instance, so "same boot, same entry inode" means "the entry this window
-    changed". An entry re-registered after the holders died (new inode) got
-    its state from its registrant; the stale prior is not forced onto it.
-    """
-    if state.get("boot_id") and boot_id and state["boot_id"] != boot_id:
-        return "the records are from an earlier boot (boot id %s, now %s)" % (state["boot_id"], boot_id)
-    recorded = state.get("entry_ino")
-    if recorded is not None and status.get("present") and status.get("ino") != recorded:
-        return ("the entry now is a different registration (inode %s; the window changed inode %s): "
-                "re-registered after the window's holders died, or another binfmt_misc instance "
-                "that reuses a dead one's key; its state is its registrant's" % (status.get("ino"), recorded))
-    return None
-
-
-# ---------------------------------------------------------------------------
-# small I/O helpers
-# ---------------------------------------------------------------------------
-
-def _read_text(path):
-    with open(path, "r") as f:
-        return f.read()
-
-
-def boot_id():
-    """This boot's id (/proc/sys/kernel/random/boot_id), or None where unreadable."""
-    try:
-        return _read_text("/proc/sys/kernel/random/boot_id").strip() or None
-    except (IOError, OSError):
-        return None
-
-
-def proc_start_time(pid):
-    """Start time (clock ticks since boot) of ``pid``, or None when it is gone."""
-    try:
-        data = _read_text("/proc/%d/stat" % int(pid))
-    except (IOError, OSError, ValueError, TypeError):
-        return None
-    try:
-        return int(data.rsplit(")", 1)[1].split()[19])
-    except (IndexError, ValueError):
-        return None
-
-
-def pid_alive(pid, start=None):
-    """True when ``pid`` runs (not a zombie) and, if given, started at ``start``."""
-    try:
-        data = _read_text("/proc/%d/stat" % int(pid))
-        fields = data.rsplit(")", 1)[1].split()
-    except (IOError, OSError, ValueError, TypeError, IndexError):
-        return False
-    if fields[0] == "Z":
-        return False
-    return start is None or int(fields[19]) == start
-
-
-def signal_pid(pid, start, sig):
-    """Send ``sig`` to ``pid`` only if it is still the process that started at
-    ``start``: through a pidfd (opened first, then the start time checked, so
-    the pid cannot be reused in between) where Linux >= 5.3 and Python have
-    one. True when sent."""
-    if not pid or start is None:
-        return False
-    try:
-        pidfd = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        pidfd = None
-    try:
-        if not pid_alive(pid, start):
-            return False
-        if pidfd is not None and hasattr(signal, "pidfd_send_signal"):
-            signal.pidfd_send_signal(pidfd, sig)
-        else:
-            os.kill(pid, sig)
-        return True
-    except OSError:
-        return False
-    finally:
-        if pidfd is not None:
-            os.close(pidfd)
-
-
-def lock_holders_of(path, locks_file="/proc/locks"):
-    """Every lock on the file ``path`` (dev + inode) with pid, uid and command line."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return []
-    dev = (os.major(st.st_dev), os.minor(st.st_dev))
-    try:
-        locks = parse_proc_locks(_read_text(locks_file))
-    except (IOError, OSError):
-        return []
-    out = []
-    for lock in locks:
-        if lock["dev"] == dev and lock["ino"] == st.st_ino:
-            out.append({"pid": lock["pid"], "kind": lock["kind"], "access": lock["access"],
-                        "blocked": lock["blocked"], "cmdline": proc_cmdline(lock["pid"]),
-                        "uid": instance.proc_uid(lock["pid"]) if lock["pid"] > 0 else None})
-            if out[-1]["cmdline"] == "?":
-                out[-1]["cmdline"] = "(pid %d has exited; a child that inherited its descriptor still holds " \
-                                     "the lock)" % lock["pid"]
-    return out
-
-
-def describe_lock_holders(holders):
-    if not holders:
-        return "none"
-    return "; ".join("pid %d (%s %s%s): %s" % (h["pid"], h["kind"], h["access"],
-                                               ", waiting" if h.get("blocked") else "", h["cmdline"])
-                     for h in holders)
-
-
-def _try_flock(fd, operation):
-    """One non-blocking flock: True when taken, False when someone else holds it."""
-    try:
-        fcntl.flock(fd, operation | fcntl.LOCK_NB)
-        return True
-    except (IOError, OSError) as exc:
-        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-            raise
-    return False
-
-
-def _flock(fd, operation, deadline):
-    """flock with a bounded wait. Raises _Timeout when ``deadline`` passes."""
-    if _try_flock(fd, operation):
-        return
-    import threading
-    if threading.current_thread() is threading.main_thread():
-        def _alarm(signum, frame):
-            raise _Timeout()
-        while True:
-            remaining = deadline - time.time()
-            if remaining <= 0:
-                raise _Timeout()
-            old = signal.signal(signal.SIGALRM, _alarm)
-            signal.setitimer(signal.ITIMER_REAL, remaining)
-            try:
-                fcntl.flock(fd, operation)
-                return
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                signal.signal(signal.SIGALRM, old)
-    delay = 0.001                       # not the main thread: no SIGALRM, poll instead
-    while True:
-        if _try_flock(fd, operation):
-            return
-        if time.time() >= deadline:
-            raise _Timeout()
-        time.sleep(delay)
-        delay = min(delay * 2, 0.02)
 
 
 # ---------------------------------------------------------------------------
@@ -582,138 +362,6 @@ def run_probe(argv, timeout=PROBE_TIMEOUT):
         result["reason"] = "native probe %s exited %d: %s" % (
             " ".join(argv), proc.returncode, result["output"].strip()[-300:])
     return result
-
-
-# ---------------------------------------------------------------------------
-# the holder process, seen from the opener
-# ---------------------------------------------------------------------------
-
-class Holder(object):
-    """A forked holder process, before and at ``commit`` (seen from its opener)."""
-
-    def __init__(self, pid, ctl_w, st_r, lock_name):
-        self.pid = pid
-        self.start = None           # its start time, read once it is ready (pid reuse checks)
-        self.ctl_w = ctl_w
-        self.st_r = st_r
-        self.lock_name = lock_name
-        self.ended = False          # killed and reaped: its pid is no longer ours to signal
-        self._buf = b""
-
-    def read_line(self, timeout):
-        import select
-        deadline = time.time() + timeout
-        while b"\n" not in self._buf:
-            remaining = deadline - time.time()
-            if remaining <= 0:
-                return None
-            ready = select.select([self.st_r], [], [], remaining)[0]
-            if not ready:
-                continue
-            chunk = os.read(self.st_r, 4096)
-            if not chunk:
-                return None
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        return line.decode("utf-8", "replace")
-
-    def wait_eof(self, timeout):
-        """Wait until the holder has closed its end of the status pipe."""
-        import select
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            ready = select.select([self.st_r], [], [], max(deadline - time.time(), 0))[0]
-            if ready and not os.read(self.st_r, 4096):
-                return True
-        return False
-
-    def send(self, text):
-        try:
-            os.write(self.ctl_w, (text + "\n").encode("utf-8"))
-            return True
-        except OSError:
-            return False
-
-    def close_pipes(self):
-        for fd in (self.ctl_w, self.st_r):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self.ctl_w = self.st_r = -1
-
-    def dismiss(self):
-        """Tell a holder that was never committed to go away (it never touched the state)."""
-        if self.ended:
-            return
-        self.send("abort")
-        self.close_pipes()
-        if not wait_exit(self.pid, None, 5):
-            self.kill()
-
-    def kill(self):
-        """SIGKILL (its lease, if recorded, becomes dead: recovery ends it) and wait.
-        Once reaped its pid may be reused: it is never signalled again."""
-        if self.ended:
-            return
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        self.ended = wait_exit(self.pid, None, 5)
-        self.close_pipes()
-
-
-# Holders forked by this process that may still have to be reaped (a holder
-# is its opener's child until the opener exits; a module exits at once, a
-# long-lived opener -- tests, the stress test -- reaps them here).
-_CHILDREN = set()
-
-
-def _reap_children():
-    for pid in list(_CHILDREN):
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0] == 0:
-                continue
-        except ChildProcessError:
-            pass
-        _CHILDREN.discard(pid)
-
-
-def wait_exit(pid, start=None, timeout=5.0):
-    """Wait until process ``pid`` (started at ``start``, when given) has exited;
-    True when it has. A pidfd (Linux >= 5.3) wakes us at its exit, the moment
-    the kernel has released its locks; our own children are reaped."""
-    if not pid:
-        return True
-    own = pid in _CHILDREN
-    if not own and not pid_alive(pid, start):
-        return True
-    pidfd = None
-    try:
-        pidfd = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        pass
-    try:
-        if pidfd is not None and (own or pid_alive(pid, start)):
-            import select
-            select.select([pidfd], [], [], timeout)
-        elif pidfd is None:
-            end = time.time() + timeout
-            while time.time() < end and pid_alive(pid, start):
-                time.sleep(0.002)
-    finally:
-        if pidfd is not None:
-            os.close(pidfd)
-    if own:
-        try:
-            if os.waitpid(pid, 0 if not pid_alive(pid) else os.WNOHANG)[0] == 0:
-                return False
-        except ChildProcessError:
-            pass
-        _CHILDREN.discard(pid)
-        return True
-    return not pid_alive(pid, start)
 
 
 # ---------------------------------------------------------------------------
@@ -775,8 +423,8 @@ class Window(object):
                               % (path, getattr(exc, "message", None) or exc))
         deadline = max(deadline or 0, time.time() + self.mutex_min_wait)
         try:
-            _flock(fd, fcntl.LOCK_EX, deadline)
-        except _Timeout:
+            flock(fd, fcntl.LOCK_EX, deadline)
+        except Timeout:
             holders = lock_holders_of(path)
             os.close(fd)
             raise WindowError("timed out waiting for the window mutex (flock on %s); held by: %s"
@@ -790,6 +438,15 @@ class Window(object):
         fd, self._mutex_fd = self._mutex_fd, None
         if fd is not None:
             os.close(fd)   # closing the only descriptor drops the flock
+
+    @contextlib.contextmanager
+    def mutex(self, deadline=None):
+        """``with window.mutex(deadline):`` -- the instance mutex for the block."""
+        self.acquire(deadline)
+        try:
+            yield self
+        finally:
+            self.release()
 
     # -- records ---------------------------------------------------------------
     def load(self, move=True):
@@ -895,10 +552,10 @@ class Window(object):
         status = self.entry_status()
         if deferred:
             self._event(state, "restore_deferred", lease=lease, detail="prior %s; entry now %s: %s" % (
-                _describe_prior(state.get("prior")), _describe_status(status), deferred))
+                describe_prior(state.get("prior")), describe_status(status), deferred))
         else:
             self._event(state, why, lease=lease, detail="prior %s; entry now %s" % (
-                _describe_prior(state.get("prior")), _describe_status(status)))
+                describe_prior(state.get("prior")), describe_status(status)))
         self._clear_window(state)
         return deferred
 
@@ -938,7 +595,7 @@ class Window(object):
             refusal = stale_restore_refusal(state, self.entry_status(), boot_id())
             if refusal:
                 self._event(state, "stale_window_dropped", detail="prior %s not applied: %s" % (
-                    _describe_prior(state.get("prior")), refusal))
+                    describe_prior(state.get("prior")), refusal))
                 self._clear_window(state)
                 return "dropped"
             self._restore(state, "stale_window_restored")
@@ -986,7 +643,7 @@ class Window(object):
         return {
             "entry": self.entry, "entry_present": status["present"], "entry_enabled": status["enabled"],
             "window_mode": state.get("mode"), "leases": len(state["leases"]),
-            "prior_state": _prior_text(state.get("prior")),
+            "prior_state": prior_text(state.get("prior")),
         }
 
     def holders_text(self, state, foreign=None):
@@ -1010,43 +667,14 @@ class Window(object):
 
     # -- open ------------------------------------------------------------------
     def spawn_holder(self, lease_id, deadline, expires=None, owner_pid=None, owner_start=None):
-        """Fork a holder (outside the mutex) and wait for its ``ready``."""
-        from ansible_collections.nativearm.binfmt.plugins.module_utils import _holder
+        """Fork a holder (outside the mutex) and wait for its ``ready``; its HolderHandle."""
         self.ensure_dirs()
-        _reap_children()
-        lock_name = "lease-%s-%s.lock" % (lease_id, binascii.hexlify(os.urandom(4)).decode("ascii"))
-        config = {"lease_id": lease_id, "lock": lock_name,
+        config = {"lease_id": lease_id, "lock": new_lock_name(lease_id),
                   "expires": expires, "owner_pid": owner_pid, "owner_start": owner_start,
                   "title": "nativearm-window-holder %s lease=%s %s" % (self.entry, lease_id, self.dir)}
         window = Window(self.entry, self.binfmt_misc, self.run_dir, instance_dir=self.dir)
         window.mutex_min_wait = self.mutex_min_wait
-        try:        # the holder reaches the entry and register through this checked descriptor only
-            dir_fd = bm.open_dir(self.binfmt_misc)
-        except (bm.BinfmtError, OSError) as exc:
-            raise WindowError("binfmt_misc: %s" % (getattr(exc, "message", None) or exc))
-        config["dir_fd"] = dir_fd
-        ctl_r, ctl_w = os.pipe()
-        st_r, st_w = os.pipe()
-        try:
-            pid = os.fork()
-        except OSError as exc:
-            for fd in (ctl_r, ctl_w, st_r, st_w, dir_fd):
-                os.close(fd)
-            raise WindowError("could not fork the lease holder: %s" % exc)
-        if pid == 0:                                    # the holder: never returns from here
-            _holder.run_forked(window, config, ctl_r, st_w, WindowError)
-        _CHILDREN.add(pid)
-        for fd in (ctl_r, st_w, dir_fd):
-            os.close(fd)
-        holder = Holder(pid, ctl_w, st_r, lock_name)
-        line = holder.read_line(max(deadline - time.time(), 0) + HOLDER_START_WAIT)
-        if line == "ready":
-            holder.start = proc_start_time(pid)
-            return holder
-        holder.close_pipes()
-        if not wait_exit(pid, None, 5):
-            holder.kill()
-        raise WindowError("the lease holder (pid %d) did not start: %s" % (pid, line or "no answer"))
+        return handle.spawn(window, config, max(deadline - time.time(), 0) + HOLDER_START_WAIT, WindowError)
 
     def open(self, mode="native", lease_id=None, ttl=None, owner_pid=None, wait=30,
              on_unsupported="emulate", probe=None, check_mode=False, capability=None):
@@ -1096,8 +724,7 @@ class Window(object):
                     time.sleep(POLL)
                     continue
                 last_full = time.time()
-                self.acquire(deadline)
-                try:
+                with self.mutex(deadline):
                     existed = os.path.exists(self.state_path)
                     state = self.load()
                     before = self.summary(state)
@@ -1154,8 +781,6 @@ class Window(object):
                                                    "start": proc_start_time(os.getpid()),
                                                    "since": round(start, 3), "lease": lease_id}
                     self.save(state)
-                finally:
-                    self.release()
                 time.sleep(POLL)
             self._commit(holder, admitted)
             committed = True
@@ -1193,7 +818,7 @@ class Window(object):
             self._abandon(holder, lease_id, existed)
             if isinstance(exc, RecordsWriteError):
                 raise RecordsWriteError("%s: no %s lease was opened: %s; the entry is %s"
-                                        % (self.entry, mode, exc.message, _describe_status(self.entry_status())))
+                                        % (self.entry, mode, exc.message, describe_status(self.entry_status())))
             raise
 
     def _abandon(self, holder, lease_id, existed):
@@ -1225,17 +850,12 @@ class Window(object):
 
     def _forget_waiter(self, token):
         try:
-            self.acquire()
-        except WindowError:
-            return
-        try:
-            state = self.load()
-            if state["waiters"].pop(token, None) is not None:
-                self.save(state)
-        except (RecordsCorrupt, RecordsWriteError):
+            with self.mutex():
+                state = self.load()
+                if state["waiters"].pop(token, None) is not None:
+                    self.save(state)
+        except WindowError:     # no mutex, or records unusable or unwritable:
             pass                # the open's own error is the one to report
-        finally:
-            self.release()
 
     def _existing(self, lease_id, deadline):
         try:                        # records are replaced atomically: a lock-free look first
@@ -1243,8 +863,7 @@ class Window(object):
                 return None
         except (IOError, OSError, ValueError, RecordsCorrupt):
             return None
-        self.acquire(deadline)
-        try:
+        with self.mutex(deadline):
             state = self.load()
             if lease_id not in state["leases"]:
                 return None
@@ -1253,8 +872,6 @@ class Window(object):
                 self.save(state)
                 return None
             return self._result(state, lease_id, changed=False, before=before)
-        finally:
-            self.release()
 
     def _hold(self, state, holder, mode, deadline):
         """Under the mutex, before the entry is touched: have the holder take its
@@ -1266,11 +883,11 @@ class Window(object):
         is waited out until ``deadline``; an unprivileged one is not obeyed: the
         lease goes on without LOCK_SH and its holder keeps trying to take it."""
         while True:
-            line = holder.read_line(HOLDER_START_WAIT) if holder.send("hold %s" % mode) else None
-            if line and line.startswith("held"):
-                parts = line.split()
-                return (int(parts[1]) if len(parts) > 1 else None), []
-            if line != "busy":
+            line = holder.request(handle.message(handle.HOLD, mode), HOLDER_START_WAIT)
+            word, arg = handle.parse(line)
+            if word == handle.HELD:
+                return (int(arg) if arg else None), []
+            if word != handle.BUSY:
                 raise WindowError("the lease holder pid %d did not take its locks: %s" % (holder.pid, line or "no answer"))
             view = self.look(state, [holder.pid])
             blockers = [h for h in view["unprivileged"] if h["access"] == "WRITE" and not h["blocked"]]
@@ -1296,7 +913,7 @@ class Window(object):
                 why = verdict.get("reason") or "this host cannot run armhf natively"
                 if on_unsupported == "fail":
                     raise WindowError("%s: no native armhf window: %s; the entry was not touched (%s)"
-                                      % (self.entry, why, _describe_status(self.entry_status())))
+                                      % (self.entry, why, describe_status(self.entry_status())))
                 return self._admit(state, holder, "emulation", lease_id, expires, owner_pid, owner_start,
                                    on_unsupported, probe, before, reason=why, deadline=deadline)
         marker, ignored = self._hold(state, holder, mode, max(deadline or 0, now + 5.0))
@@ -1327,7 +944,7 @@ class Window(object):
                          phase_seq=int(state.get("seq") or 0))
             state["leases"][lease_id] = record
             self._event(state, "opened", lease=lease_id, detail="%s window; prior %s%s" % (
-                mode, _describe_prior(state["prior"]), "; joined the native window of another coordinator (%s)"
+                mode, describe_prior(state["prior"]), "; joined the native window of another coordinator (%s)"
                 % instance.describe(view["native"]) if joined else ""))
             self.save(state)                   # prior recorded before the entry is touched
             if mode == "native" or not self.look(state)["native"]:
@@ -1338,11 +955,11 @@ class Window(object):
                 probe_result = verdict.get("probe") or {"native": True, "method": verdict.get("method"),
                                                         "reason": verdict.get("reason")}
                 probe_result = dict(probe_result, native=True)
-                state["probe"] = _short_probe(probe_result)
+                state["probe"] = short_probe(probe_result)
                 state["native"] = True
             elif mode == "native":
                 probe_result = probe()
-                state["probe"] = _short_probe(probe_result)
+                state["probe"] = short_probe(probe_result)
                 if not probe_result.get("native"):
                     del state["leases"][lease_id]
                     deferred = self._restore(state, "probe_failed_rollback", lease=lease_id, ours=[holder.pid])
@@ -1351,7 +968,7 @@ class Window(object):
                         self.save(state)
                         raise WindowError("%s: no native armhf window: %s; %s (%s)"
                                           % (self.entry, why, deferred or "the entry was put back",
-                                             _describe_status(self.entry_status())))
+                                             describe_status(self.entry_status())))
                     return self._admit(state, holder, "emulation", lease_id, expires, owner_pid, owner_start,
                                        on_unsupported, probe, before, reason=why, deadline=deadline)
                 state["native"] = True
@@ -1365,7 +982,7 @@ class Window(object):
         result = self._result(state, lease_id, changed=True, before=before)
         result["first"] = first
         result["reason"] = reason
-        result["probe"] = _short_probe(probe_result) if probe_result else None
+        result["probe"] = short_probe(probe_result) if probe_result else None
         result["foreign_windows"] = {"native": [h["pid"] for h in view["native"]], "emulation": len(view["emulation"])}
         unprivileged = ignored or view["unprivileged"]
         if unprivileged:
@@ -1380,34 +997,23 @@ class Window(object):
         (``commit MODE``, the effective mode) and wait for ``ok`` and for it to
         close its pipes. The lease is live from admission on (the holder holds
         its lock); until ``commit`` the holder only does not watch yet."""
-        if holder.send("commit %s" % result["mode"]) and holder.read_line(HOLDER_START_WAIT) == "ok":
-            holder.wait_eof(HOLDER_START_WAIT)
-            holder.close_pipes()
+        if holder.commit(result["mode"]):
             return
-        holder.close_pipes()
         holder.kill()                       # its lease is dead now: recover it like any other
-        self.acquire()
-        try:
+        with self.mutex():
             state = self.load()
             if self.recover(state) or result["lease_id"] not in state["leases"]:
                 self.save(state)
-        finally:
-            self.release()
         raise WindowError("the lease holder pid %d ended before it was committed (killed, or the lease was "
                           "closed meanwhile); the window was recovered" % holder.pid)
 
     def _result(self, state, lease_id, changed, before=None):
         record = state["leases"].get(lease_id) or {}
         status = self.entry_status()
-        return {
-            "changed": changed, "lease_id": lease_id, "mode": record.get("mode"),
-            "native": bool(state.get("native")) if record.get("mode") == "native" else False,
-            "leases": len(state["leases"]), "first": False, "restored": False,
-            "prior_state": _prior_text(state.get("prior")), "reason": None,
-            "holder_pid": record.get("pid"), "expires": record.get("expires"),
-            "entry_present": status["present"], "entry_enabled": status["enabled"],
-            "before": before, "after": self.summary(state),
-        }
+        return lease_result(changed, lease_id, status, before, self.summary(state), mode=record.get("mode"),
+                            native=bool(state.get("native")) if record.get("mode") == "native" else False,
+                            leases=len(state["leases"]), prior_state=prior_text(state.get("prior")),
+                            holder_pid=record.get("pid"), expires=record.get("expires"))
 
     def _open_check(self, mode, lease_id, deadline):
         """Check mode: predict, change nothing (no holder, no records, no toggle)."""
@@ -1416,15 +1022,12 @@ class Window(object):
         status = self.entry_status()
         before = {"entry": self.entry, "entry_present": status["present"], "entry_enabled": status["enabled"],
                   "window_mode": state.get("mode") if live else None, "leases": len(live),
-                  "prior_state": _prior_text(state.get("prior")) if live else None}
+                  "prior_state": prior_text(state.get("prior")) if live else None}
         if lease_id in live:
             rec = live[lease_id]
-            return {"changed": False, "lease_id": lease_id, "mode": rec["mode"],
-                    "native": bool(state.get("native")) and rec["mode"] == "native", "leases": len(live),
-                    "first": False, "restored": False, "prior_state": before["prior_state"],
-                    "reason": None, "holder_pid": rec["pid"], "expires": rec.get("expires"),
-                    "entry_present": status["present"], "entry_enabled": status["enabled"],
-                    "before": before, "after": before}
+            return lease_result(False, lease_id, status, before, before, mode=rec["mode"],
+                                native=bool(state.get("native")) and rec["mode"] == "native", leases=len(live),
+                                prior_state=before["prior_state"], holder_pid=rec["pid"], expires=rec.get("expires"))
         window = before["window_mode"]
         first = window is None
         native = None
@@ -1441,14 +1044,11 @@ class Window(object):
         after.update(window_mode=window or mode, leases=len(live) + 1)
         if first and status["present"]:
             after["entry_enabled"] = desired_enabled(mode)
-            after["prior_state"] = _prior_text({"present": True, "enabled": status["enabled"]})
+            after["prior_state"] = prior_text({"present": True, "enabled": status["enabled"]})
         elif first:
             after["prior_state"] = "absent"
-        return {"changed": True, "lease_id": lease_id, "mode": mode, "native": native,
-                "leases": len(live) + 1, "first": first, "restored": False,
-                "prior_state": after["prior_state"], "reason": reason, "holder_pid": None, "expires": None,
-                "entry_present": status["present"], "entry_enabled": status["enabled"],
-                "before": before, "after": after}
+        return lease_result(True, lease_id, status, before, after, mode=mode, native=native, leases=len(live) + 1,
+                            first=first, prior_state=after["prior_state"], reason=reason)
 
     # -- close -----------------------------------------------------------------
     def close(self, lease_id, wait=30, check_mode=False):
@@ -1479,8 +1079,7 @@ class Window(object):
                         after["entry_enabled"] = target
             return self._closed_result(state, lease_id, rec, rec is not None, restored, before, after)
         save_error = None
-        self.acquire(deadline)
-        try:
+        with self.mutex(deadline):
             try:
                 state = self.load()
             except RecordsCorrupt as exc:
@@ -1503,7 +1102,7 @@ class Window(object):
             # outlived its record would look like another coordinator's native window to the
             # next last-out close, which would then defer its restore for good. It is ours
             # and under the mutex it can do nothing: SIGKILL, and wait for its exit.
-            _kill_holder(record)
+            kill_recorded(record.get("pid"), record.get("start"))
             record, restored = self._remove_lease(state, lease_id, "closed")
             events = state.get("events") or [{}]
             deferred = events[-1].get("detail") if last and events[-1].get("event") == "restore_deferred" else None
@@ -1514,8 +1113,6 @@ class Window(object):
                 # records on disk still name this lease: once its holder has exited, the next
                 # open, close or binfmt_drift finds it dead and recovers, to the same state.
                 save_error = exc.message
-        finally:
-            self.release()
         if deferred:
             result = self._closed_result(state, lease_id, record, True, False, before)
             result["reason"] = "restore deferred: " + deferred
@@ -1529,12 +1126,11 @@ class Window(object):
 
     def _closed_result(self, state, lease_id, record, changed, restored, before, after=None):
         status = self.entry_status()
-        result = {"changed": changed, "lease_id": lease_id, "mode": record.get("mode") if record else None,
-                  "native": False, "leases": len(state["leases"]), "first": False, "restored": restored,
-                  "prior_state": (before or {}).get("prior_state") if restored else _prior_text(state.get("prior")),
-                  "reason": None, "holder_pid": record.get("pid") if record else None, "expires": None,
-                  "entry_present": status["present"], "entry_enabled": status["enabled"],
-                  "before": before, "after": after or self.summary(state)}
+        result = lease_result(changed, lease_id, status, before, after or self.summary(state),
+                              mode=record.get("mode") if record else None, leases=len(state["leases"]),
+                              restored=restored, holder_pid=record.get("pid") if record else None,
+                              prior_state=(before or {}).get("prior_state") if restored
+                              else prior_text(state.get("prior")))
         if record is None:
             result["warning"] = ("lease %s is not open on %s (already closed, expired, or never opened); "
                                  "nothing changed" % (lease_id, self.entry))
@@ -1545,8 +1141,7 @@ class Window(object):
         """A holder ends its own lease (ttl, owner gone, signal, opener gone).
         With corrupt records it ends touching nothing: it cannot know whether it
         is the last holder, and a close or binfmt_drift restores."""
-        self.acquire()
-        try:
+        with self.mutex():
             try:
                 state = self.load()
             except RecordsCorrupt:
@@ -1555,8 +1150,6 @@ class Window(object):
                 self._remove_lease(state, lease_id, why, own=True)
                 self.recover(state)
                 self.save(state)
-        finally:
-            self.release()
 
     def reassert(self, lease_id, mode, held_ino):
         """Under the mutex, put the entry back in ``mode``'s state if something
@@ -1564,8 +1157,7 @@ class Window(object):
         emulation lease does not re-enable the entry under a native window of
         another coordinator (a PR #9769 builder that arrived and disabled it):
         ``deferred`` is then True, and that window's last out re-enables it."""
-        self.acquire()
-        try:
+        with self.mutex():
             try:
                 state = self.load()
             except RecordsCorrupt:
@@ -1608,8 +1200,6 @@ class Window(object):
             if changed:
                 self.save(state)
             return True, status["ino"], deferred
-        finally:
-            self.release()
 
     # -- facts (binfmt_info, binfmt_drift's check) and repair (binfmt_drift) -------
     def facts(self):
@@ -1635,8 +1225,7 @@ class Window(object):
         """binfmt_drift's repair, under the mutex: end a stale window (recover),
         or repair corrupt records (see repair_records). Returns "restored",
         "dropped", "records_repaired" or None (nothing to repair)."""
-        self.acquire()
-        try:
+        with self.mutex():
             try:
                 state = self.load()
             except RecordsCorrupt as exc:
@@ -1645,8 +1234,6 @@ class Window(object):
             if outcome:
                 self.save(state)
             return outcome
-        finally:
-            self.release()
 
     # -- corrupt records (see _window_records) -----------------------------------
     def _entry_holder_locks(self):
@@ -1683,7 +1270,7 @@ class Window(object):
         last showed, else enabled (the entry is only ever disabled by a window)."""
         prior = salvage_prior(exc.aside)
         if prior is not None and prior["present"]:
-            return bool(prior["enabled"]), _prior_text(prior)
+            return bool(prior["enabled"]), prior_text(prior)
         return True, "unknown (records unreadable): enabled if present"
 
     def _close_salvage(self, lease_id, exc):
@@ -1706,10 +1293,10 @@ class Window(object):
             what = ("leases of %d other holder(s) may still be open (pids %s): the entry was left as it is"
                     % (len(others), ", ".join(str(o[2]) for o in others)))
         else:
-            target, prior_text = self._salvage_target(exc)
+            target, prior_shown = self._salvage_target(exc)
             restored = True
             self._apply(target)
-            what = "no other holder is left: the entry was put back (prior state %s)" % prior_text
+            what = "no other holder is left: the entry was put back (prior state %s)" % prior_shown
         result = self._closed_result(empty_state(self.entry), lease_id, record, True, restored, before)
         result["warning"] = ("closed lease %s without its records: %s. %s" % (lease_id, exc.message, what))
         return result
@@ -1723,11 +1310,11 @@ class Window(object):
             if live:
                 self._end_holder(pid)
             self._drop_lock_file({"lock": name})
-        target, prior_text = self._salvage_target(exc)
+        target, prior_shown = self._salvage_target(exc)
         self._apply(target)
         state = empty_state(self.entry)
         self._event(state, "records_repaired", detail="corrupt records %s dropped; prior state %s; entry now %s"
-                    % (exc.aside, prior_text, _describe_status(self.entry_status())))
+                    % (exc.aside, prior_shown, describe_status(self.entry_status())))
         self.save(state)
         for name in corrupt_files(self.dir, self.entry):
             try:
@@ -1746,7 +1333,7 @@ class Window(object):
         foreign = self.look(state)
         return {"entry": self.entry, "records": self.dir, "mode": state.get("mode"),
                 "foreign_windows": {"native": foreign["native"], "emulation": len(foreign["emulation"])},
-                "lease_count": len(leases), "leases": leases, "prior_state": _prior_text(state.get("prior")),
+                "lease_count": len(leases), "leases": leases, "prior_state": prior_text(state.get("prior")),
                 "native": state.get("native"), "stale": stale,
                 "waiters": len(state.get("waiters") or {}), "events": list(state.get("events") or []),
                 "lock_holders": self._lock_holders_marked(state, alive), "stale_refusal": None,
@@ -1759,48 +1346,6 @@ class Window(object):
         for holder in holders:
             holder["ours"] = holder["pid"] in ours
         return holders
-
-
-# ---------------------------------------------------------------------------
-# module-level helpers
-# ---------------------------------------------------------------------------
-
-def _kill_holder(record):
-    """SIGKILL a holder of ours (pid and start time checked) and wait for its exit:
-    the kernel has dropped its locks when this returns True."""
-    pid = record.get("pid")
-    if pid and pid_alive(pid, record.get("start")):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-    return wait_exit(pid, record.get("start"), 5)
-
-
-def _short_probe(result):
-    if not result:
-        return None
-    return {"native": bool(result.get("native")), "method": result.get("method"),
-            "command": result.get("command"), "rc": result.get("rc"),
-            "output": (result.get("output") or "")[-500:], "reason": result.get("reason")}
-
-
-def _prior_text(prior):
-    if prior is None:
-        return None
-    if not prior.get("present"):
-        return "absent"
-    return "enabled" if prior.get("enabled") else "disabled"
-
-
-def _describe_prior(prior):
-    return _prior_text(prior) or "none"
-
-
-def _describe_status(status):
-    if not status["present"]:
-        return "absent"
-    return "enabled" if status["enabled"] else "disabled"
 
 
 def window_facts(entry=DEFAULT_ENTRY, binfmt_misc=DEFAULT_BINFMT_MISC, run_dir=DEFAULT_RUN_DIR):

@@ -1,7 +1,8 @@
 """Pure parts of the instance-wide coordination: who holds what on the entry and on
 register (from /proc/locks text), and how admission reads it."""
 from ansible_collections.nativearm.binfmt.plugins.module_utils import _window_instance as I
-from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
+from ansible_collections.nativearm.binfmt.plugins.module_utils import _window_records as R
+from ansible_collections.nativearm.binfmt.plugins.module_utils import _window_rules as W
 
 ENTRY = ((0, 0x2c), 17)
 REGISTER = ((0, 0x2c), 2)
@@ -53,10 +54,30 @@ def test_markers_are_ofd_locks_in_the_marker_range_on_register():
 
 
 def test_admission_reads_other_coordinators_windows():
-    s = W.empty_state("qemu-arm")
+    s = R.empty_state("qemu-arm")
     assert W.admissible(s, "emulation", foreign={"native": [{"pid": 1}], "emulation": []}) == (False, "foreign_native")
     assert W.admissible(s, "native", foreign={"native": [], "emulation": [MARK]}) == (False, "foreign_emulation")
     assert W.admissible(s, "native", foreign={"native": [{"pid": 1}], "emulation": []}) == (True, None)
     assert W.admissible(s, "emulation", foreign={"native": [], "emulation": [MARK]}) == (True, None)
     assert W.admissible(s, "emulation", ignore_fairness=True,
                         foreign={"native": [{"pid": 1}], "emulation": []})[0] is False
+
+
+SIMPLE_LOCKS = """\
+1: FLOCK  ADVISORY  READ  4242 00:2c:17 0 EOF
+1: -> FLOCK  ADVISORY  WRITE 777 00:2c:17 0 EOF
+2: FLOCK  ADVISORY  WRITE 900 fd:01:1234567 0 EOF
+3: POSIX  ADVISORY  WRITE 55 08:02:99 0 EOF
+4: OFDLCK ADVISORY  READ  -1 00:05:3 0 EOF
+garbage line
+"""
+
+
+def test_parse_proc_locks():
+    locks = I.parse_proc_locks(SIMPLE_LOCKS)
+    assert locks[0] == {"kind": "FLOCK", "access": "READ", "pid": 4242, "dev": (0, 0x2c), "ino": 17,
+                        "start": 0, "blocked": False}
+    assert locks[1]["blocked"] and locks[1]["pid"] == 777 and locks[1]["access"] == "WRITE"
+    assert locks[2]["dev"] == (0xfd, 1) and locks[2]["ino"] == 1234567
+    assert locks[3]["kind"] == "POSIX" and locks[4]["pid"] == -1
+    assert len(locks) == 5
