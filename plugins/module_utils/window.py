@@ -58,10 +58,20 @@ I3  when the last lease ends -- closed, ttl expired, owner_pid gone, or its
     With other coordinators: qemu-arm never stays disabled once every
     window of every coordinator has ended, and is never re-enabled while
     one of them still runs natively; whoever is last out restores.
-A tool that does not take the instance mutex (PR #9769) can break I2: a
-builder arriving during an emulation lease disables the entry. Holders do not
-fight it (re-enabling under a native build would break it); the builder's
-own last out re-enables, as no emulation lease holds LOCK_SH.
+I2 has one exception, which no coordinator can prevent: a PR #9769 builder
+takes no mutex, so one that arrives during an emulation lease disables the
+entry and builds natively. Its native window wins: I3's "never re-enabled
+while one of them still runs natively" comes first. Emulation holders do not
+re-enable under it (event ``reassert_deferred``; the lease's user sees it in
+the events and ``foreign_windows`` of binfmt_info), and re-assert ``enabled``
+once it is gone (the builder's own last out re-enables first, as no emulation
+lease holds LOCK_SH). Every re-enable of ours (re-assertion, restore, an
+emulation admission, a salvage) is decided and written under our own
+LOCK_EX|LOCK_NB on the entry (``_enable``), so no builder can take its
+LOCK_SH, find the entry disabled and start building between our look and our
+write: it waits for its LOCK_SH, then finds the entry enabled and disables it
+as first in. Only an unprivileged LOCK_SH (which keeps our LOCK_EX out and is
+not obeyed) leaves that look unguarded.
 
 Instance-wide coordination (kernel objects every coordinator sees)
 ------------------------------------------------------------------
@@ -233,13 +243,14 @@ Records that cannot be written or read (fail closed)
   instance dir). Unusable records are moved aside under the mutex
   (``state-<entry>.json.corrupt-<time>``; lock-free and read-only looks only
   report them) and every later load refuses while such a file exists:
-  opens fail naming the file and ``binfmt_drift``; a close ends its own
+  opens fail naming the file and ``binfmt_drift``; a close SIGKILLs its own
   lease's holder (found by its lock file and title) and, when no holder of
   the entry is left, puts the entry back to the prior the corrupt file
-  still shows, else enabled; holders see the records file gone and exit
-  touching nothing. ``binfmt_drift`` (``Window.repair``) ends the entry's
-  holders, restores the same way, and starts the records afresh (event
-  ``records_repaired``).
+  still shows, else enabled -- deferred, like any last-out restore, while
+  another coordinator's window needs the entry as it is; holders see the
+  records file gone and exit touching nothing. ``binfmt_drift``
+  (``Window.repair``) ends the entry's holders, restores the same way, and
+  starts the records afresh (event ``records_repaired``).
 - A pid from a record is signalled only after its start time matches,
   through a pidfd opened before the check (``signal_pid``).
 
@@ -293,7 +304,7 @@ from ansible_collections.nativearm.binfmt.plugins.module_utils._window_rules imp
     prior_text, restore_target, short_probe, stale_restore_refusal, validate_lease_id)
 from ansible_collections.nativearm.binfmt.plugins.module_utils._window_proc import (  # noqa: F401 pylint: disable=unused-import
     Timeout, boot_id, describe_lock_holders, flock, kill_recorded, lock_holders_of, pid_alive, proc_start_time,
-    signal_pid, wait_exit)
+    signal_pid, try_flock, wait_exit)
 from ansible_collections.nativearm.binfmt.plugins.module_utils import _holder_handle as handle
 from ansible_collections.nativearm.binfmt.plugins.module_utils._holder_handle import POLL  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.nativearm.binfmt.plugins.module_utils import _window_instance as instance
@@ -311,6 +322,7 @@ FULL_LOOK = 1.0          # a waiter re-checks under the mutex (and recovers) at 
 MUTEX_MIN_WAIT = 45.0    # held briefly by our own processes; at most a probe (30 s timeout) long
 HOLDER_START_WAIT = handle.START_WAIT
 PROBE_TIMEOUT = 60
+EXCLUSIVE_WAIT = 0.5     # a root LOCK_EX on the entry (a PR #9769 last-out test) delays a re-enable this long at most
 LOCK_FILE_MIN_AGE = 60.0  # an unrecorded, unlocked lease lock file this old is litter (see _sweep_lock_files)
 
 
@@ -499,6 +511,43 @@ class Window(object):
             return True
         return False
 
+    def _enable(self, state, ours=(), markers=()):
+        """Enable the entry (if present and disabled) unless a native window of another
+        coordinator is open: returns None when done, else that window's lock holders.
+
+        PR #9769 builders take no mutex: one could take its LOCK_SH, find the entry
+        disabled and start building between a look and the write. So the look and
+        the write happen under our own LOCK_EX|LOCK_NB on the entry: while we hold
+        it no LOCK_SH can be taken (a builder's ``flock -s`` waits, then finds the
+        entry enabled and disables it as first in). When it cannot be had, the look
+        decides: a root-owned LOCK_SH not ours defers; a root LOCK_EX (a builder's
+        last-out test, milliseconds) is waited out for EXCLUSIVE_WAIT; locks of
+        unprivileged users (or of ``ours``) are not obeyed, and then only the look
+        guards the write."""
+        try:
+            fd = bm.open_entry(self.entry, os.O_RDONLY, self.binfmt_misc)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return None
+            raise
+        try:
+            end = time.time() + EXCLUSIVE_WAIT
+            while not try_flock(fd, fcntl.LOCK_EX):
+                foreign = self.look(state, ours, markers)
+                if foreign["native"]:
+                    return foreign["native"]
+                if not foreign["exclusive"] or time.time() >= end:
+                    break
+                try:                # a root LOCK_EX only: wait for it a little, then look again
+                    flock(fd, fcntl.LOCK_EX, min(end, time.time() + 0.05))
+                    break
+                except Timeout:
+                    pass
+            self._apply(True)
+            return None
+        finally:
+            os.close(fd)           # our LOCK_EX, if taken, goes with it
+
     def entry_lock_holders(self):
         return lock_holders_of(self.entry_path)
 
@@ -538,13 +587,15 @@ class Window(object):
         locks (a probe rollback; a holder ending its own lease)."""
         target = restore_target(state)
         deferred = None
-        if target is not None:
-            foreign = self.look(state, ours, markers)
-            if target and foreign["native"]:
+        if target:
+            native = self._enable(state, ours, markers)
+            if native:
                 deferred = ("a native window of another coordinator is open (root-owned shared locks on %s: "
                             "%s); qemu-arm is not re-enabled under it: whoever is last out restores it"
-                            % (self.entry, instance.describe(foreign["native"])))
-            elif not target and foreign["emulation"]:
+                            % (self.entry, instance.describe(native)))
+        elif target is not None:
+            foreign = self.look(state, ours, markers)
+            if foreign["emulation"]:
                 deferred = ("%d emulation lease(s) of another coordinator (another run_dir or /run) hold %s "
                             "enabled; the last of them out restores it" % (len(foreign["emulation"]), self.entry))
             else:
@@ -947,10 +998,12 @@ class Window(object):
                 mode, describe_prior(state["prior"]), "; joined the native window of another coordinator (%s)"
                 % instance.describe(view["native"]) if joined else ""))
             self.save(state)                   # prior recorded before the entry is touched
-            if mode == "native" or not self.look(state)["native"]:
+            if mode == "native":
+                self._apply(False)
+            else:
                 # (a PR #9769 builder takes no mutex: one that arrived during the save is
                 # not re-enabled under; the holder defers to it, as in reassert)
-                self._apply(desired_enabled(mode))
+                self._enable(state)
             if mode == "native" and verdict and verdict.get("native_possible"):
                 probe_result = verdict.get("probe") or {"native": True, "method": verdict.get("method"),
                                                         "reason": verdict.get("reason")}
@@ -962,6 +1015,7 @@ class Window(object):
                 state["probe"] = short_probe(probe_result)
                 if not probe_result.get("native"):
                     del state["leases"][lease_id]
+                    self._hold(state, holder, "none", 0)    # its LOCK_SH goes first: the re-enable is guarded
                     deferred = self._restore(state, "probe_failed_rollback", lease=lease_id, ours=[holder.pid])
                     why = probe_result.get("reason") or "native probe failed"
                     if on_unsupported == "fail" or deferred:
@@ -1182,17 +1236,18 @@ class Window(object):
                 changed = True
             deferred = False
             if status["present"] and status["enabled"] != want:
-                foreign = self.look(state) if want else None
-                if foreign and foreign["native"]:
+                native = self._enable(state) if want else None
+                if native:
                     deferred = True
                     events = state.get("events") or [{}]
                     if events[-1].get("event") != "reassert_deferred" or events[-1].get("lease") != lease_id:
                         self._event(state, "reassert_deferred", lease=lease_id, detail=(
                             "entry disabled by a native window of another coordinator (%s); not re-enabled "
-                            "under it" % instance.describe(foreign["native"])))
+                            "under it" % instance.describe(native)))
                         changed = True
                 else:
-                    self._apply(want)
+                    if not want:
+                        self._apply(False)
                     self._event(state, "reasserted", lease=lease_id, detail="entry was %s behind our back; %s again"
                                 % ("enabled" if status["enabled"] else "disabled",
                                    "enabled" if want else "disabled"))
@@ -1260,9 +1315,11 @@ class Window(object):
         return out
 
     def _end_holder(self, pid):
-        """SIGUSR1 (exit, touch nothing) to a holder found by its lock, and wait for it."""
+        """SIGKILL a holder found by its lock (it touches nothing), and wait for its exit:
+        its LOCK_SH must be gone before a restore decides (a SIGUSR1 would wait while
+        the holder itself waits for the mutex we hold, to re-assert)."""
         start = proc_start_time(pid)
-        if start is not None and signal_pid(pid, start, signal.SIGUSR1):
+        if start is not None and signal_pid(pid, start, signal.SIGKILL):
             wait_exit(pid, start, 5)
 
     def _salvage_target(self, exc):
@@ -1293,13 +1350,23 @@ class Window(object):
             what = ("leases of %d other holder(s) may still be open (pids %s): the entry was left as it is"
                     % (len(others), ", ".join(str(o[2]) for o in others)))
         else:
-            target, prior_shown = self._salvage_target(exc)
-            restored = True
-            self._apply(target)
-            what = "no other holder is left: the entry was put back (prior state %s)" % prior_shown
+            prior_shown, deferred = self._salvage_restore(exc, empty_state(self.entry))
+            restored = deferred is None
+            what = ("no other holder is left: the entry was put back (prior state %s)" % prior_shown if restored
+                    else "no other holder is left, but the restore (prior state %s) was deferred: %s"
+                    % (prior_shown, deferred))
         result = self._closed_result(empty_state(self.entry), lease_id, record, True, restored, before)
         result["warning"] = ("closed lease %s without its records: %s. %s" % (lease_id, exc.message, what))
         return result
+
+    def _salvage_restore(self, exc, state):
+        """Put the entry back to the prior corrupt records at ``exc.aside`` last showed
+        (else enabled), as a last-out close does: deferred while another coordinator's
+        window needs the entry as it is (_restore). Our holders of the entry must be
+        gone. Returns (prior text, None or why it was deferred); events go to ``state``."""
+        target, prior_shown = self._salvage_target(exc)
+        state["prior"] = {"present": True, "enabled": target}
+        return prior_shown, self._restore(state, "restored")
 
     def _repair_records(self, exc):
         """binfmt_drift's repair of corrupt records (mutex held): end this
@@ -1310,11 +1377,11 @@ class Window(object):
             if live:
                 self._end_holder(pid)
             self._drop_lock_file({"lock": name})
-        target, prior_shown = self._salvage_target(exc)
-        self._apply(target)
         state = empty_state(self.entry)
-        self._event(state, "records_repaired", detail="corrupt records %s dropped; prior state %s; entry now %s"
-                    % (exc.aside, prior_shown, describe_status(self.entry_status())))
+        prior_shown, deferred = self._salvage_restore(exc, state)
+        self._event(state, "records_repaired", detail="corrupt records %s dropped; prior state %s; entry now %s%s"
+                    % (exc.aside, prior_shown, describe_status(self.entry_status()),
+                       "; restore deferred: %s" % deferred if deferred else ""))
         self.save(state)
         for name in corrupt_files(self.dir, self.entry):
             try:

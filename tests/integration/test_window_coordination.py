@@ -11,6 +11,8 @@
 """
 import json
 import os
+import select
+import signal
 import subprocess
 import sys
 import time
@@ -18,6 +20,7 @@ import time
 import pytest
 
 from ansible_env import collections_path
+from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
 from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
 
 from window_support import ENTRY, Host, gone, true_probe, wait_for
@@ -191,6 +194,128 @@ def test_emulation_lease_does_not_reenable_under_a_builder(host, builders):
     assert host.inst.snapshot() == before
 
 
+class LateBuilder(Builder):
+    """A PR #9769 builder started at a chosen instant, not waited for: ``arrived`` returns
+    once it is in (it said so: it took its LOCK_SH and looked at the entry) or waits for
+    its LOCK_SH behind a LOCK_EX on the entry."""
+
+    def __init__(self, inst):       # pylint: disable=super-init-not-called
+        self.proc = subprocess.Popen(inst.nsenter(["sh", "-c", PR9769_BUILDER, "pr9769-builder", INNER_ENTRY]),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.said_in = False
+
+    def arrived(self, entry_path, timeout=10):
+        end = time.time() + timeout
+        while time.time() < end:
+            if select.select([self.proc.stdout], [], [], 0.002)[0]:
+                assert self.proc.stdout.readline().strip() == "in"
+                self.said_in = True
+                return "in"
+            if any(h["blocked"] and h["access"] == "READ" for h in W.lock_holders_of(entry_path)):
+                return "waiting"
+        raise AssertionError("the builder neither got in nor waited for its lock")
+
+    def settle(self):
+        """Wait until it is in (after a wait for its lock)."""
+        if not self.said_in:
+            assert self.proc.stdout.readline().strip() == "in"
+            self.said_in = True
+
+
+@pytest.fixture
+def builder_at_reenable(host, monkeypatch):
+    """The next time this process writes ``enabled`` into the entry, a PR #9769 builder
+    arrives first, at the worst instant: after every decision, just before the write.
+    Yields the list that then holds it."""
+    late = []
+    real = W.Window._apply
+
+    def _apply(self, enabled):
+        if enabled and not late and self.entry_status()["enabled"] is False:
+            late.append(LateBuilder(host.inst))
+            late[0].arrived(os.path.join(host.path, ENTRY))
+        return real(self, enabled)
+    monkeypatch.setattr(W.Window, "_apply", _apply)
+    yield late
+    for b in late:
+        b.kill()
+
+
+def test_last_out_never_reenables_under_a_builder_arriving_meanwhile(host, builder_at_reenable):
+    """The restore re-enables under our own LOCK_EX on the entry: a builder that arrives
+    as it happens waits for its LOCK_SH, then finds qemu-arm enabled and disables it as
+    first in, so it never builds with qemu-arm enabled."""
+    before = host.inst.snapshot()
+    a = open_native(host.window())
+    c = host.window().close(a["lease_id"])
+    b = builder_at_reenable[0]
+    b.settle()
+    assert c["restored"]
+    assert host.entry() == "disabled"                     # its first-in disable: it builds natively
+    steady(host, "disabled")
+    assert b.leave() == "restored" and host.entry() == "enabled"
+    assert host.inst.snapshot() == before
+
+
+def test_emulation_reassert_never_reenables_under_a_builder_arriving_meanwhile(host, builder_at_reenable):
+    before = host.inst.snapshot()
+    e = open_emulation(host.window())
+    os.kill(e["holder_pid"], signal.SIGSTOP)              # this test does the holder's re-assertion itself
+    try:
+        bm.set_enabled(ENTRY, False, host.path)           # Armbian main's probe: disables, never restores
+        still_open, dummy, deferred = host.window().reassert(e["lease_id"], "emulation", host.ino())
+        b = builder_at_reenable[0]
+        b.settle()
+        assert still_open and not deferred
+        assert host.entry() == "disabled"                 # the builder's: not enabled under its build
+    finally:
+        os.kill(e["holder_pid"], signal.SIGCONT)
+    wait_for(lambda: "reassert_deferred" in [ev["event"] for ev in host.facts()["events"]], timeout=5)
+    steady(host, "disabled")
+    assert b.leave() == "restored" and host.entry() == "enabled"
+    steady(host, "enabled")
+    c = host.window().close(e["lease_id"])
+    assert c["restored"] and host.entry() == "enabled"
+    assert host.inst.snapshot() == before
+
+
+def _corrupt(window):
+    with open(window.state_path, "w") as f:
+        f.write('{"leases": null}')
+
+
+def test_close_with_corrupt_records_defers_to_a_builder(host, builders):
+    """Salvaging a close without records is a last-out restore like any other: with a
+    PR #9769 builder still building it is deferred, and the builder's last out restores."""
+    before = host.inst.snapshot()
+    a = open_native(host.window())
+    b = builders(host.inst)                               # joins: finds qemu-arm disabled, writes nothing
+    _corrupt(host.window())
+    with pytest.raises(W.WindowError, match="corrupt"):
+        open_native(host.window(), wait=1)                # moves the records aside
+    c = host.window().close(a["lease_id"])
+    assert c["changed"] and not c["restored"] and "deferred" in c["warning"], c["warning"]
+    assert gone(a["holder_pid"]) and host.entry() == "disabled"
+    steady(host, "disabled")
+    assert b.leave() == "restored" and host.entry() == "enabled"
+    assert host.repair() == "records_repaired" and host.entry() == "enabled"
+    assert host.inst.snapshot() == before
+
+
+def test_binfmt_drift_repair_of_corrupt_records_defers_to_a_builder(host, builders):
+    before = host.inst.snapshot()
+    a = open_native(host.window())
+    b = builders(host.inst)
+    _corrupt(host.window())
+    assert host.repair() == "records_repaired"
+    assert gone(a["holder_pid"]) and host.entry() == "disabled"   # not re-enabled under the build
+    repaired = host.facts()["events"][-1]
+    assert repaired["event"] == "records_repaired" and "deferred" in repaired["detail"], repaired
+    steady(host, "disabled")
+    assert b.leave() == "restored" and host.entry() == "enabled"
+    assert host.inst.snapshot() == before
+
+
 # ---------------------------------------------------------------------------
 # two run dirs on one instance
 # ---------------------------------------------------------------------------
@@ -243,6 +368,7 @@ def test_two_run_dirs_emulation_first(host, tmp_path):
 CONTAINER_LEASE = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])
+from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
 from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
 mode, wait = sys.argv[2], float(sys.argv[3])
 w = W.Window()                          # the defaults: /proc/sys/fs/binfmt_misc, /run/nativearm-binfmt
