@@ -36,13 +36,15 @@ def env(extra=None):
     return e
 
 
-def _result_env(result_file):
+def _result_env(result_file, extra=None):
     """Results as JSON lines through the test callback tests/plugins/callback/result_file.py
     (one line per task result; every run here targets one host)."""
-    return env({"ANSIBLE_CALLBACK_PLUGINS": os.path.join(ROOT, "tests", "plugins", "callback"),
-                "ANSIBLE_CALLBACKS_ENABLED": "result_file",
-                "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
-                "NATIVEARM_RESULT_FILE": result_file})
+    e = {"ANSIBLE_CALLBACK_PLUGINS": os.path.join(ROOT, "tests", "plugins", "callback"),
+         "ANSIBLE_CALLBACKS_ENABLED": "result_file",
+         "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+         "NATIVEARM_RESULT_FILE": result_file}
+    e.update(extra or {})
+    return env(e)
 
 
 def _new_result_file():
@@ -109,11 +111,12 @@ def _playbook_argv(inventory, playbook_path, extra_vars, check, limit, tags):
 
 
 def playbook(inventory, playbook_path, extra_vars=None, check=False, limit=None, timeout=1800,
-             tags=None):
-    """Run a playbook to the end; return a Run."""
+             tags=None, extra_env=None):
+    """Run a playbook to the end; return a Run. extra_env: more environment (for example more
+    callbacks in ANSIBLE_CALLBACKS_ENABLED)."""
     result_file = _new_result_file()
     proc = subprocess.run(_playbook_argv(inventory, playbook_path, extra_vars, check, limit, tags),
-                          env=_result_env(result_file), check=False, capture_output=True,
+                          env=_result_env(result_file, extra_env), check=False, capture_output=True,
                           text=True, timeout=timeout)
     return Run(proc.returncode, proc.stdout, proc.stderr, read_results(result_file))
 
