@@ -10,8 +10,8 @@ report written through a planted symlink would overwrite any file. So the
 directory and the desired-state file are checked (not a symlink, owned by us or
 root, not writable by group or others) before they are trusted, and the report is
 written into a temporary file of its own and renamed over the name (a symlink
-there is replaced, never followed). Functions raise DriftFileError; paths are
-parameters.
+there is replaced, never followed: ``_safe_files.write_atomic``). Functions
+raise DriftFileError; paths are parameters.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -20,7 +20,8 @@ __metaclass__ = type
 import errno
 import os
 import stat
-import tempfile
+
+from ansible_collections.nativearm.binfmt.plugins.module_utils._safe_files import write_atomic
 
 DESIRED_STATE_FILE = "/var/lib/nativearm-binfmt/desired.json"
 REPORT_FILE = "/var/lib/nativearm-binfmt/drift-report.json"
@@ -100,31 +101,11 @@ def read_desired_state(path, field="desired_state_file"):
 
 
 def write_report(path, text, field="report"):
-    """Replace ``path`` (mode 0644) with ``text``, whole or not at all."""
+    """Replace ``path`` (mode 0644) with ``text``, whole or not at all (_safe_files.write_atomic)."""
     directory = os.path.dirname(path) or "."
     check_dir(field, directory, create=True, holding=path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path))
+        write_atomic(path, text, 0o644)
     except OSError as exc:
-        raise DriftFileError(field, "cannot write in %s: %s" % (directory, exc.strerror or exc))
-    try:
-        try:
-            os.fchmod(fd, 0o644)
-            data = text.encode("utf-8")
-            done = 0
-            while done < len(data):
-                written = os.write(fd, data[done:])
-                if written <= 0:
-                    raise OSError(errno.EIO, "short write")
-                done += written
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise DriftFileError(field, "cannot write %s: %s; the previous report was left as it was"
-                             % (path, exc.strerror or exc))
+        raise DriftFileError(field, "cannot write %s in %s: %s; the previous report was left as it was"
+                             % (os.path.basename(path), directory, exc.strerror or exc))

@@ -9,10 +9,10 @@ only. Everything here fails closed:
 - the run dir and the instance dir are created 0700 and root-owned; an
   existing one must already be safe (a real directory, ours, not group or
   other writable) and is never chmodded;
-- a record is written whole or not at all: temp file (O_EXCL, O_NOFOLLOW,
-  0600), every byte written, fsync, size checked, rename, directory fsync;
-  any failure removes the temp file, leaves the old version in place and
-  raises ``RecordsWriteError``;
+- a record is written whole or not at all (``_safe_files.write_atomic``:
+  temp file (O_EXCL, O_NOFOLLOW, 0600), every byte written, fsync, size
+  checked, rename, directory fsync); any failure removes the temp file,
+  leaves the old version in place and raises ``RecordsWriteError``;
 - a record is read only when it has the schema and ``version`` this code
   writes; anything else is moved aside (``state-ENTRY.json.corrupt-TIME``)
   and ``RecordsCorrupt`` is raised, now and on every later read, until
@@ -32,6 +32,8 @@ import os
 import re
 import stat
 import time
+
+from ansible_collections.nativearm.binfmt.plugins.module_utils._safe_files import write_atomic
 
 STATE_VERSION = 1
 MAX_EVENTS = 50
@@ -168,46 +170,12 @@ def _write_error(path, exc):
 
 
 def write_private(path, data):
-    """Replace ``path`` (0600) with ``data``, whole or not at all. Raises
-    RecordsWriteError (the old version intact, no temp file left)."""
-    if not isinstance(data, bytes):
-        data = data.encode("utf-8")
-    directory = os.path.dirname(path) or "."
-    tmp = "%s.tmp.%d.%s" % (path, os.getpid(), binascii.hexlify(os.urandom(4)).decode("ascii"))
+    """Replace ``path`` (0600) with ``data``, whole or not at all (_safe_files.write_atomic).
+    Raises RecordsWriteError (the old version intact, no temp file left)."""
     try:
-        fd = open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        write_atomic(path, data, 0o600)
     except OSError as exc:
         raise _write_error(path, exc)
-    try:
-        try:
-            view = memoryview(data)
-            done = 0
-            while done < len(data):
-                n = os.write(fd, view[done:])
-                if n <= 0:
-                    raise OSError(errno.ENOSPC, "short write")
-                done += n
-            os.fsync(fd)
-            size = os.fstat(fd).st_size
-            if size != len(data):
-                raise OSError(errno.EIO, "the file holds %d of %d bytes after writing" % (size, len(data)))
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise _write_error(path, exc)
-    try:                    # the new version is in place; this only orders it before a crash
-        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
 
 
 def save_state(path, state):

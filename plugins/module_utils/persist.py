@@ -14,7 +14,7 @@ so they are handled without ever following a link a local user could plant:
   ``force`` (then the link itself is replaced, its target never written);
 - a file is written root:root 0644 through a temporary file created in the
   same directory with O_CREAT|O_EXCL|O_NOFOLLOW, fsync'ed, renamed over the
-  name, and the directory fsync'ed. (``atomic_move`` is not used: it copies
+  name, and the directory fsync'ed (``_safe_files.write_atomic``). (``atomic_move`` is not used: it copies
   the attributes of the destination through a symlink, so a mask became a
   0666 file.)
 
@@ -28,12 +28,12 @@ a definition that format cannot express. Everything raises BinfmtError
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import binascii
 import errno
 import os
 import stat
 
 from ansible_collections.nativearm.binfmt.plugins.module_utils import descriptors
+from ansible_collections.nativearm.binfmt.plugins.module_utils._safe_files import write_atomic
 from ansible_collections.nativearm.binfmt.plugins.module_utils.binfmt_misc import BinfmtError
 
 # The default paths are descriptors.py's constants (BINFMTS_DIR, BINFMTS_ADMIN_DIR, BINFMT_D_DIR,
@@ -101,31 +101,10 @@ def file_state(dfd, name):
 
 
 def write_file(dfd, name, text):
-    """Replace ``name`` in the directory ``dfd`` by a root:root 0644 file holding ``text``:
-    O_EXCL|O_NOFOLLOW temporary file, fsync, rename, fsync of the directory."""
-    data = text.encode("utf-8")
-    tmp = ".%s.%s.tmp" % (name, binascii.hexlify(os.urandom(6)).decode())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE,
-                 dir_fd=dfd)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if os.geteuid() == 0:
-                os.fchown(fd, 0, 0)
-            os.fchmod(fd, FILE_MODE)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-    except BaseException:
-        try:
-            os.unlink(tmp, dir_fd=dfd)
-        except OSError:
-            pass
-        raise
-    os.fsync(dfd)
+    """Replace ``name`` in the directory ``dfd`` by a root:root 0644 file holding ``text``
+    (_safe_files.write_atomic: O_EXCL|O_NOFOLLOW temporary file, fsync, size checked, rename,
+    fsync of the directory)."""
+    write_atomic(name, text, FILE_MODE, owner=(0, 0), dir_fd=dfd)
 
 
 def remove_file(dfd, name):
