@@ -3,8 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The parts of ``native_armhf_command`` that are not the window.
 
-Pure functions (argument checks, the personality value, the reason and the
-tier of a lease, output lines) raise :class:`CommandError`; ``run`` is the one
+Pure functions (argument checks, the reason and the tier of a lease, output
+lines) raise :class:`CommandError`; the personality value and the ``probe``
+option are ``probe.py``'s (one place each); ``run`` is the one
 I/O edge: it starts the command (optionally under PER_LINUX32, as
 ``linux32(8)`` does), forwards SIGTERM/SIGINT/SIGHUP to it, and collects its
 output. Standard library only.
@@ -20,9 +21,8 @@ import shlex
 import signal
 import time
 
-PER_LINUX32 = 0x0008
-PER_MASK = 0x00ff           # the personality proper; the bits above are flags (ADDR_NO_RANDOMIZE, ...)
-PERSONALITY_QUERY = 0xffffffff
+from ansible_collections.nativearm.binfmt.plugins.module_utils.probe import PER_QUERY, linux32_personality
+
 PR_SET_PDEATHSIG = 1
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -78,36 +78,12 @@ def command_environment(base, extra):
     return env
 
 
-def probe_custom(value):
-    """The probe option as an argv list, or None for the default probe selection
-    (probe.select_probe). A string is split like a shell would, never run by one."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            argv = shlex.split(value)
-        except ValueError as exc:
-            raise CommandError("probe: %r cannot be split into words (%s)" % (value, exc))
-    elif isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float)) for v in value):
-        argv = [str(v) for v in value]
-    else:
-        raise CommandError("probe: must be an argv list or a command string, got %r" % (value,))
-    if not argv:
-        raise CommandError("probe: the command is empty")
-    return argv
-
-
 def stdin_bytes(text, add_newline=True):
     if text is None:
         return None
     if add_newline and not text.endswith("\n"):
         text += "\n"
     return text.encode("utf-8")
-
-
-def linux32_personality(current):
-    """The personality value that makes ``current`` PER_LINUX32 and keeps its flags."""
-    return (int(current) & ~PER_MASK & 0xffffffff) | PER_LINUX32
 
 
 def output_text(data, strip_empty_ends=True):
@@ -168,7 +144,7 @@ def _preexec(libc, parent, linux32):
         if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent:
             os._exit(125)               # the module is already gone: never run the command
         if linux32:
-            current = libc.personality(PERSONALITY_QUERY)
+            current = libc.personality(PER_QUERY)
             if current == -1 or libc.personality(linux32_personality(current)) == -1:
                 raise OSError(errno.EINVAL, "personality(PER_LINUX32) failed")
     return preexec

@@ -33,6 +33,7 @@ __metaclass__ = type
 
 import errno
 import os
+import shlex
 import signal
 
 # ctypes, shutil and subprocess are imported where used: window.py imports this
@@ -61,9 +62,10 @@ ARM_MACHINES = ("aarch64", "arm64", "armv7l", "armv8l", "armv8b")
 # under linux32 (PER_LINUX32) on arm64.
 NATIVE_MACHINES = ("aarch64", "armv7l", "armv8l")
 PAGE_SIZE_4K = 4096
+# personality(2): the one place for these (native_armhf_command's linux32 uses them too)
 PER_LINUX32 = 0x0008
-PER_MASK = 0x00ff
-PER_QUERY = 0xffffffff
+PER_MASK = 0x00ff           # the personality proper; the bits above are flags (ADDR_NO_RANDOMIZE, ...)
+PER_QUERY = 0xffffffff      # asks for the current persona, changes nothing
 PAGE_ALIGN_MARK = "ELF load command address/offset not page-aligned"
 # Older glibc releases print the same refusal as "not properly aligned".
 PAGE_ALIGN_MARKS = (PAGE_ALIGN_MARK, "ELF load command address/offset not properly aligned")
@@ -79,6 +81,26 @@ _NAMESPACE_SCRIPT = ('mount -t binfmt_misc binfmt_misc "$1" || '
 MOUNT_REFUSED_RC = 125
 MOUNT_REFUSED_MARK = "nativearm-probe: cannot mount a private binfmt_misc"
 OUTPUT_LIMIT = 2000
+
+
+def probe_option(value):
+    """The ``probe`` option of the window and command modules as an argv list, or
+    None (left out: select_probe chooses). A string is split like a shell would,
+    never run by one. Raises ValueError (its text names the option)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            argv = shlex.split(value)
+        except ValueError as exc:
+            raise ValueError("probe: %r cannot be split into words (%s)" % (value, exc))
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float)) for v in value):
+        argv = [str(v) for v in value]
+    else:
+        raise ValueError("probe: must be an argv list or a command string, got %r" % (value,))
+    if not argv:
+        raise ValueError("probe: the command is empty")
+    return argv
 
 
 def default_probe(exists=os.path.exists):
@@ -293,6 +315,11 @@ def _libc_personality(persona):
     return ret
 
 
+def linux32_personality(current):
+    """The persona that makes ``current`` PER_LINUX32 and keeps its flags."""
+    return (int(current) & ~PER_MASK & 0xffffffff) | PER_LINUX32
+
+
 def aarch32_el0(personality=_libc_personality):
     """(True | False | None, detail): can this kernel run 32-bit EL0 code at all?
 
@@ -303,9 +330,9 @@ def aarch32_el0(personality=_libc_personality):
     try:
         old = personality(PER_QUERY)
         try:
-            personality((old & ~PER_MASK) | PER_LINUX32)
+            personality(linux32_personality(old))
         finally:
-            if old != (old & ~PER_MASK) | PER_LINUX32:
+            if old != linux32_personality(old):
                 personality(old)
     except OSError as exc:
         if exc.errno == errno.EINVAL:

@@ -289,7 +289,11 @@ def build_module():
 
 def open_lease(win, p):
     """Open a lease owned by this process; CommandError (no rc) when it cannot be had."""
-    custom = _command.probe_custom(p["probe"])
+    from ansible_collections.nativearm.binfmt.plugins.module_utils.probe import probe_option
+    try:
+        custom = probe_option(p["probe"])   # None: probe.select_probe chooses
+    except ValueError as exc:
+        raise CommandError(str(exc))
 
     def probe():
         from ansible_collections.nativearm.binfmt.plugins.module_utils.probe import direct_probe

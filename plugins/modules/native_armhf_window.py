@@ -279,8 +279,6 @@ entry_enabled:
   returned: always
   type: bool
 """
-import shlex
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nativearm.binfmt.plugins.module_utils import window
@@ -311,21 +309,6 @@ def build_module():
     )
 
 
-def probe_argv(value):
-    """The probe option as an argv list (a string is split, never run by a shell)."""
-    if value is None:
-        return None  # probe.select_probe chooses (the one probe selection)
-    if isinstance(value, str):
-        argv = shlex.split(value)
-    elif isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float)) for v in value):
-        argv = [str(v) for v in value]
-    else:
-        raise window.WindowError("probe: must be an argv list or a command string, got %r" % (value,))
-    if not argv:
-        raise window.WindowError("probe: the command is empty")
-    return argv
-
-
 def run(module):
     p = module.params
     if p["wait"] < 0:
@@ -333,7 +316,11 @@ def run(module):
     win = window.Window(p["entry"], p["binfmt_misc"], p["run_dir"])
     if p["state"] == "closed":
         return win.close(p["lease_id"], wait=p["wait"], check_mode=module.check_mode)
-    argv = probe_argv(p["probe"])
+    from ansible_collections.nativearm.binfmt.plugins.module_utils.probe import probe_option
+    try:
+        argv = probe_option(p["probe"])     # None: probe.select_probe chooses (the one probe selection)
+    except ValueError as exc:
+        raise window.WindowError(str(exc))
     owner, owner_pid = None, p["owner_pid"]
     if p["owner"] == "connection":
         from ansible_collections.nativearm.binfmt.plugins.module_utils._owner import OwnerError, find_connection_owner

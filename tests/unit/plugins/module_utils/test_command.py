@@ -41,27 +41,10 @@ def test_command_environment_adds_removes_and_checks_names():
     assert "environment: 'A-B'" in err.value.message
 
 
-def test_probe_custom():
-    assert C.probe_custom(None) is None   # left out: probe.select_probe chooses
-    assert C.probe_custom("/bin/probe --x 'a b'") == ["/bin/probe", "--x", "a b"]
-    assert C.probe_custom(["/bin/true", 1]) == ["/bin/true", "1"]
-    for bad in ({"a": 1}, [["x"]], "   ", "", []):
-        with pytest.raises(C.CommandError) as err:
-            C.probe_custom(bad)
-        assert err.value.message.startswith("probe: ")
-
-
 def test_stdin_bytes():
     assert C.stdin_bytes(None) is None
     assert C.stdin_bytes("a") == b"a\n" and C.stdin_bytes("a\n") == b"a\n"
     assert C.stdin_bytes("a", add_newline=False) == b"a"
-
-
-def test_linux32_personality_keeps_the_flags():
-    assert C.linux32_personality(0) == 0x0008
-    assert C.linux32_personality(0x0040000) == 0x0040008          # ADDR_NO_RANDOMIZE kept
-    assert C.linux32_personality(0x0040008) == 0x0040008          # already PER_LINUX32
-    assert C.linux32_personality(0x0000006) == 0x0000008          # another personality replaced
 
 
 def test_output_text():

@@ -356,3 +356,20 @@ def test_native_armhf_facts_keep_a_decided_verdict(tmp_path):
     facts = pr.native_armhf(str(tmp_path / "none"), host={"machine": "x86_64", "page_size": 4096},
                             capability_check=lambda **kw: pr.decide("x86_64", kw["page_size"], None))
     assert facts["native"] is False and facts["method"] == "architecture" and "native_possible" not in facts
+
+
+def test_probe_option():
+    assert pr.probe_option(None) is None   # left out: probe.select_probe chooses
+    assert pr.probe_option("/bin/probe --x 'a b'") == ["/bin/probe", "--x", "a b"]
+    assert pr.probe_option(["/bin/true", 1]) == ["/bin/true", "1"]
+    for bad in ({"a": 1}, [["x"]], "   ", "", [], "/bin/probe 'unbalanced"):
+        with pytest.raises(ValueError) as err:
+            pr.probe_option(bad)
+        assert str(err.value).startswith("probe: ")
+
+
+def test_linux32_personality_keeps_the_flags():
+    assert pr.linux32_personality(0) == 0x0008
+    assert pr.linux32_personality(0x0040000) == 0x0040008          # ADDR_NO_RANDOMIZE kept
+    assert pr.linux32_personality(0x0040008) == 0x0040008          # already PER_LINUX32
+    assert pr.linux32_personality(0x0000006) == 0x0000008          # another personality replaced
