@@ -11,18 +11,22 @@ stale window from a SIGKILLed holder). For each N and forks value it times:
   check        remediate --check
   remediate    remediate (fixes the drift)
   again        remediate once more (changed=0 everywhere)
+  serial       remediate with serial batches of SERIAL hosts (-e nativearm_serial; changed=0,
+               one fleet table per batch)
   build        build: native_armhf_build_command runs a static armhf program on every
                host at once (emulated under qemu-arm on x86_64)
 
 each as a ratio to the ping floor (goal: <= 1.5 at N = 50), with the controller's CPU
 time per host (getrusage(RUSAGE_CHILDREN) around the run: ansible, its workers and,
-as every host is on this machine, the modules they ran), and what the run did
-(hosts changed / failed; the drift is re-injected before each forks value).
+as every host is on this machine, the modules they ran), the task results per host
+(each one a worker process on the controller, a skipped one too), what the run did
+(hosts changed / failed; the drift is re-injected before each forks value) and the
+machine's 1-minute load average after the run (the machine may be shared).
 
 With --profile, each run is followed by its slowest tasks (the longest time from a task's
 start to a host's result, from the result_file callback) and the number of task results.
 
-    python bench/fleet_bench.py [--sizes 1,10,50] [--forks 10,50] [--no-pipelining] [--profile]
+    python bench/fleet_bench.py [--sizes 1,10,50] [--forks 10,50] [--serial 10] [--no-pipelining] [--profile]
 """
 import argparse
 import json
@@ -35,7 +39,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from sandbox.fleet import Fleet, compile_hello  # noqa: E402
 
-STEPS = ("ping", "check", "remediate", "again", "build")
+STEPS = ("ping", "check", "remediate", "again", "serial", "build")
 
 
 def counts(run):
@@ -57,14 +61,19 @@ def task_times(run, top=6):
     return ranked[:top], len(run.results)
 
 
-def measure(fleet, forks, hello):
+def measure(fleet, forks, hello, serial):
+    """step -> (Run, 1-minute load average right after it)."""
     fleet.inject_drift(forks=forks)
     build_vars = json.dumps({"native_armhf_build_command": [hello]})
-    runs = {"ping": fleet.ping(forks=forks)}
-    runs["check"] = fleet.playbook("remediate", "--check", forks=forks)
-    runs["remediate"] = fleet.playbook("remediate", forks=forks)
-    runs["again"] = fleet.playbook("remediate", forks=forks)
-    runs["build"] = fleet.playbook("build", "-e", build_vars, forks=forks)
+    steps = (("ping", lambda: fleet.ping(forks=forks)),
+             ("check", lambda: fleet.playbook("remediate", "--check", forks=forks)),
+             ("remediate", lambda: fleet.playbook("remediate", forks=forks)),
+             ("again", lambda: fleet.playbook("remediate", forks=forks)),
+             ("serial", lambda: fleet.playbook("remediate", "-e", "nativearm_serial=%d" % serial, forks=forks)),
+             ("build", lambda: fleet.playbook("build", "-e", build_vars, forks=forks)))
+    runs = {}
+    for step, run in steps:
+        runs[step] = (run(), os.getloadavg()[0])
     return runs
 
 
@@ -72,6 +81,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,10,50")
     parser.add_argument("--forks", default="10,50")
+    parser.add_argument("--serial", type=int, default=10, help="batch size of the serial step")
     parser.add_argument("--no-pipelining", action="store_true")
     parser.add_argument("--profile", action="store_true", help="print each run's slowest tasks")
     args = parser.parse_args()
@@ -79,8 +89,8 @@ def main():
     forks_values = [int(n) for n in args.forks.split(",")]
     print("fleet benchmark: %d CPUs, load %s, pipelining %s"
           % (os.cpu_count(), " ".join("%.1f" % x for x in os.getloadavg()), not args.no_pipelining))
-    header = "%4s %5s  %-10s %8s %7s %11s %8s %7s" % (
-        "N", "forks", "step", "wall s", "x ping", "cpu s/host", "changed", "failed")
+    header = "%4s %5s  %-10s %8s %7s %11s %9s %8s %7s %5s" % (
+        "N", "forks", "step", "wall s", "x ping", "cpu s/host", "res/host", "changed", "failed", "load")
     rows = []
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as directory:
         hello = compile_hello(directory)
@@ -90,13 +100,14 @@ def main():
                 provision = fleet.provision(forks=max(forks_values))
                 print("N=%d: provisioned in %.1f s (forks %d)" % (size, provision.wall, max(forks_values)))
                 for forks in forks_values:
-                    runs = measure(fleet, forks, hello)
-                    floor = runs["ping"].wall
+                    runs = measure(fleet, forks, hello, args.serial)
+                    floor = runs["ping"][0].wall
                     for step in STEPS:
-                        run = runs[step]
+                        run, load = runs[step]
                         changed, failed = counts(run)
-                        row = "%4d %5d  %-10s %8.1f %7.2f %11.3f %8d %7d" % (
-                            size, forks, step, run.wall, run.wall / floor, run.cpu / size, changed, failed)
+                        row = "%4d %5d  %-10s %8.1f %7.2f %11.3f %9.1f %8d %7d %5.1f" % (
+                            size, forks, step, run.wall, run.wall / floor, run.cpu / size,
+                            len(run.results) / size, changed, failed, load)
                         rows.append(row)
                         print(row, flush=True)
                         if args.profile:
@@ -108,6 +119,7 @@ def main():
                     print("N=%d forks=%d: %d/%d hosts in their provisioned state at the end"
                           % (size, forks, ends, size), flush=True)
     print()
+    print("load average at the end: %s" % " ".join("%.1f" % x for x in os.getloadavg()))
     print(header)
     for row in rows:
         print(row)

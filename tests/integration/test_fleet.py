@@ -4,18 +4,22 @@ directories, reached by Ansible through the test-only nsfleet connection with fo
 
 Provisioned, then every other host given drift (qemu-arm disabled, re-registered with
 another interpreter, or a stale window from a SIGKILLed holder), the fleet runs
-`remediate --check`, `remediate`, `remediate` again and `build` (a static armhf program,
-emulated on x86_64). The checks are on end state, never on time (bench/fleet_bench.py
-measures time).
+`remediate --check`, `remediate`, `remediate` again, `remediate` in serial batches and
+`build` (a static armhf program, emulated on x86_64). The checks are on end state, never
+on time (bench/fleet_bench.py measures time).
 """
+import json
 import os
 
 import pytest
 
-from sandbox.fleet import ENTRY, ROOT, Fleet, compile_hello
+from sandbox.fleet import ENTRY, Fleet, compile_hello
 
 SIZE = 10
 FORKS = 10
+SERIAL = 4      # batches of 4, 4 and 2 hosts
+REPORT = "/var/lib/nativearm-binfmt/drift-report.json"   # binfmt_drift_report_path's default
+HOSTS = ["h%02d" % (i + 1) for i in range(SIZE)]
 # binfmt_drift's item kinds for each kind of drift the fleet injects (a stale window leaves
 # qemu-arm disabled: reported as the window's, and as the entry's when the entry is checked too)
 EXPECTED_KINDS = {None: [set()], "disabled": [{"enabled"}], "reregistered": [{"definition"}],
@@ -25,7 +29,7 @@ EXPECTED_KINDS = {None: [set()], "disabled": [{"enabled"}], "reregistered": [{"d
 def drift_results(run):
     """Host -> the binfmt_drift module's result (the one holding drift and remaining)."""
     found = {r["_host"]: r for r in run.results if "drift" in r and "remaining" in r}
-    assert sorted(found) == ["h%02d" % (i + 1) for i in range(SIZE)], run.tail()
+    assert sorted(found) == HOSTS, run.tail()
     return found
 
 
@@ -33,34 +37,37 @@ def kinds(result):
     return {item["kind"] for item in result["drift"]}
 
 
-def fleet_table(run):
-    """Host -> (drift items, fixed, remaining) from the role's fleet summary, None without one."""
-    tables = [r["msg"] for r in run.results if isinstance(r.get("msg"), list)
-              and r["msg"] and str(r["msg"][0]).startswith("binfmt drift")]
-    if not tables:
-        return None
+def fleet_tables(run):
+    """The role's fleet summaries: a list of (header, {host: ((drift items, fixed, remaining), [item lines])})."""
+    tables = []
+    for r in run.results:
+        msg = r.get("msg")
+        if not (isinstance(msg, list) and msg and str(msg[0]).startswith("binfmt drift")):
+            continue
+        rows, host = {}, None
+        for line in msg[2:]:
+            fields = line.split()
+            if fields and fields[0] in HOSTS:
+                host = fields[0]
+                rows[host] = (tuple(int(x) for x in fields[1:4]), [])
+            elif line.startswith("    - ") and host:
+                rows[host][1].append(line.strip()[2:])
+        tables.append((msg[0], rows))
+    return tables
+
+
+def expected_rows(results, check_mode=False):
+    def word(item):
+        return "found" if check_mode else "fixed" if item["fixed"] else "remains"
+    return {name: ((len(r["drift"]), sum(1 for i in r["drift"] if i["fixed"]), len(r["remaining"])),
+                   ["%s: %s" % (word(i), i["message"]) for i in r["drift"]])
+            for name, r in results.items()}
+
+
+def check_fleet_table(run, results, check_mode=False):
+    tables = fleet_tables(run)
     assert len(tables) == 1, tables   # once for the fleet, not once per host
-    rows = {}
-    for line in tables[0][2:]:
-        fields = line.split()
-        if fields and fields[0] in ("h%02d" % (i + 1) for i in range(SIZE)):
-            rows[fields[0]] = tuple(int(x) for x in fields[1:4])
-    return rows
-
-
-def has_fleet_summary():
-    with open(os.path.join(ROOT, "roles", "binfmt_drift", "tasks", "main.yml")) as f:
-        return "Summarise the fleet" in f.read()
-
-
-def check_fleet_table(run, results):
-    table = fleet_table(run)
-    if not has_fleet_summary():   # the role's fleet summary is not on this branch yet
-        return
-    assert table is not None, run.tail()
-    expected = {name: (len(r["drift"]), sum(1 for i in r["drift"] if i["fixed"]), len(r["remaining"]))
-                for name, r in results.items()}
-    assert table == expected, (table, expected)
+    assert tables[0][1] == expected_rows(results, check_mode), tables[0]
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +81,12 @@ def fleet(tmp_path_factory):
         fleet.inject_drift(forks=FORKS)
         fleet.states = {"drifted": {n: fleet.snapshot(n) for n in fleet.names}}
         fleet.runs = {}
-        for step, args in (("check", ["--check"]), ("remediate", []), ("again", [])):
+        fleet.reports = {}
+        for step, args in (("check", ["--check"]), ("remediate", []), ("again", []),
+                           ("serial", ["-e", "nativearm_serial=%d" % SERIAL])):
             fleet.runs[step] = fleet.playbook("remediate", *args, forks=FORKS)
             fleet.states[step] = {n: fleet.snapshot(n) for n in fleet.names}
+            fleet.reports[step] = {n: fleet.read_file(n, REPORT) for n in fleet.names}
         fleet.runs["build"] = fleet.playbook("build", "-e", '{"native_armhf_build_command": ["%s"]}' % hello,
                                              forks=FORKS)
         fleet.states["build"] = {n: fleet.snapshot(n) for n in fleet.names}
@@ -108,8 +118,9 @@ def test_check_reports_each_hosts_drift_and_changes_nothing(fleet):
     for name, result in drift_results(run).items():
         assert kinds(result) in EXPECTED_KINDS[fleet.drift[name]], (name, fleet.drift[name], result["drift"])
         assert len(result["remaining"]) == len(result["drift"])
-    check_fleet_table(run, drift_results(run))
+    check_fleet_table(run, drift_results(run), check_mode=True)
     assert fleet.states["check"] == fleet.states["drifted"]
+    assert fleet.reports["check"] == {n: None for n in fleet.names}   # check mode writes no report
 
 
 def test_remediate_fixes_exactly_the_drifted_hosts(fleet):
@@ -124,8 +135,18 @@ def test_remediate_fixes_exactly_the_drifted_hosts(fleet):
     assert changed == {n for n, k in fleet.drift.items() if k}, run.recap
 
 
+def test_every_host_keeps_its_own_drift_report(fleet):
+    results = drift_results(fleet.runs["remediate"])
+    for name in fleet.names:
+        report = json.loads(fleet.reports["remediate"][name])
+        assert report["check_mode"] is False and report["remaining"] == [], (name, report)
+        assert report["fixed"] == len(results[name]["drift"]), (name, report)
+        assert [i["kind"] for i in report["drift"]] == [i["kind"] for i in results[name]["drift"]], name
+        assert bool(report["drift"]) is (fleet.drift[name] is not None), (name, report)
+
+
 def test_every_host_ends_in_its_provisioned_state(fleet):
-    for step in ("remediate", "again", "build"):
+    for step in ("remediate", "again", "serial", "build"):
         assert fleet.states[step] == fleet.provisioned, step
 
 
@@ -148,3 +169,16 @@ def test_the_armhf_build_ran_on_every_host(fleet):
         assert "hello from a 32-bit ARM (armhf) binary" in msg, (name, msg)
         if os.uname().machine == "x86_64":
             assert "EMULATED under qemu-arm" in msg, (name, msg)
+
+
+def test_serial_batches_each_print_the_hosts_checked_so_far(fleet):
+    run = fleet.runs["serial"]
+    assert run.proc.returncode == 0, run.tail()
+    assert all(counts["changed"] == 0 and counts["failed"] == 0 for counts in run.recap.values()), run.recap
+    tables = fleet_tables(run)
+    sizes = [min(SIZE, SERIAL * (i + 1)) for i in range(-(-SIZE // SERIAL))]
+    assert [len(rows) for _, rows in tables] == sizes, tables
+    for (_, earlier), (_, later) in zip(tables, tables[1:]):   # each batch adds its hosts to the table
+        assert set(earlier) < set(later), tables
+    assert "(serial: 4 of 10 hosts so far)" in tables[0][0] and "so far" not in tables[-1][0], tables
+    assert tables[-1][1] == {name: ((0, 0, 0), []) for name in HOSTS}

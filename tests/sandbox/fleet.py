@@ -195,6 +195,14 @@ class Fleet(object):
     def snapshot(self, name):
         return self.instances[name].snapshot()
 
+    def read_file(self, name, path):
+        """A file as the host sees it (its private /run, /etc, /var/lib...); None when it is absent."""
+        try:
+            with open("/proc/%d/root%s" % (self.instances[name].pid, path)) as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
     def close(self):
         for inst in self.instances.values():
             inst.close()
