@@ -144,8 +144,10 @@ def _definition(index, spec, packaged):
 def plan_drift(desired, current, window_leases=None):
     """Drift items for ``desired`` (from resolve_desired) against ``current``
     ({name: parsed entry}). ``window_leases`` maps an entry name to
-    ``{"native": n, "emulation": m}`` open leases: a qemu-arm disabled by open
-    native leases (or enabled by emulation leases) is the window, not drift."""
+    ``{"native": n, "emulation": m}`` open leases (``foreign_native`` /
+    ``foreign_emulation``: windows of other coordinators, such as a PR #9769
+    builder): a qemu-arm disabled by open native windows (or enabled by
+    emulation leases) is the window, not drift."""
     window_leases = window_leases or {}
     items = []
     for want in desired:
@@ -160,9 +162,9 @@ def plan_drift(desired, current, window_leases=None):
         if not steps:
             continue
         leases = window_leases.get(name) or {}
-        if steps == ["enable"] and leases.get("native"):
-            continue  # an open native window disabled it on purpose
-        if steps == ["disable"] and leases.get("emulation"):
+        if steps == ["enable"] and (leases.get("native") or leases.get("foreign_native")):
+            continue  # an open native window (ours or another coordinator's) disabled it on purpose
+        if steps == ["disable"] and (leases.get("emulation") or leases.get("foreign_emulation")):
             continue  # an emulation lease enabled it for its duration
         if want["state"] == "absent":
             kind = "unexpected"

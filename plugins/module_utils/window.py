@@ -66,7 +66,8 @@ re-enable under it (event ``reassert_deferred``; the lease's user sees it in
 the events and ``foreign_windows`` of binfmt_info), and re-assert ``enabled``
 once it is gone (the builder's own last out re-enables first, as no emulation
 lease holds LOCK_SH). Every re-enable of ours (re-assertion, restore, an
-emulation admission, a salvage) is decided and written under our own
+emulation admission, a salvage, binfmt_drift's ``reenable`` of an entry a
+tool left disabled) is decided and written under our own
 LOCK_EX|LOCK_NB on the entry (``_enable``), so no builder can take its
 LOCK_SH, find the entry disabled and start building between our look and our
 write: it waits for its LOCK_SH, then finds the entry enabled and disables it
@@ -1290,6 +1291,25 @@ class Window(object):
                 self.save(state)
             return outcome
 
+    def reenable(self):
+        """binfmt_drift's ``enable`` of this entry (left disabled by a tool that never
+        restores, such as Armbian main's native probe), under the mutex and through
+        _enable: never while a native lease of ours is live or a native window of
+        another coordinator is open. Returns None when done, else why it was left."""
+        with self.mutex():
+            try:
+                state = self.load()
+            except RecordsCorrupt:      # repaired on its own; meanwhile every root LOCK_SH counts
+                state = empty_state(self.entry)
+            live = [r for r in state["leases"].values() if r.get("mode") == "native" and self.lease_alive(r)]
+            if live:
+                return "%d native window lease(s) are open on it" % len(live)
+            native = self._enable(state)
+            if native:
+                return ("a native window of another coordinator is open (root-owned shared locks: %s)"
+                        % instance.describe(native))
+            return None
+
     # -- corrupt records (see _window_records) -----------------------------------
     def _entry_holder_locks(self):
         """[(lock file name, lease id, holder pid or None, live)] of this entry's
@@ -1399,7 +1419,8 @@ class Window(object):
                            "alive": alive[lease_id] if alive is not None else True})
         foreign = self.look(state)
         return {"entry": self.entry, "records": self.dir, "mode": state.get("mode"),
-                "foreign_windows": {"native": foreign["native"], "emulation": len(foreign["emulation"])},
+                "foreign_windows": {"native": foreign["native"], "emulation": len(foreign["emulation"]),
+                                    "unprivileged": foreign["unprivileged"]},
                 "lease_count": len(leases), "leases": leases, "prior_state": prior_text(state.get("prior")),
                 "native": state.get("native"), "stale": stale,
                 "waiters": len(state.get("waiters") or {}), "events": list(state.get("events") or []),

@@ -174,6 +174,10 @@ drift:
       description: >-
         C(missing), C(unexpected), C(definition), C(enabled), C(disabled) for entries;
         C(stale_window), C(corrupt_records), C(foreign_lock), C(recreated_entry) for the window.
+        A native window of another coordinator (an Armbian PR #9769 builder building: a root-owned
+        shared lock on the entry, which it disabled) is not drift, and qemu-arm is never re-enabled
+        under it; C(foreign_lock) reports only locks that are wrong: unprivileged holders, such a
+        window while the entry is enabled, or a root-owned exclusive lock that stays.
       type: str
     message: {description: "What differs, in words.", type: str}
     steps: {description: "Steps that remove it (unregister, register, enable, disable, restore).", type: list, elements: str}
@@ -287,6 +291,11 @@ def remediate(items, p):
         try:
             if item["kind"] in window_health.KINDS:
                 window_health.remediate(item, p["window_entry"], p["binfmt_misc"], p["run_dir"])
+            elif p["window"] and item["name"] == p["window_entry"] and item["steps"] == ["enable"]:
+                left = window_health.reenable(p["window_entry"], p["binfmt_misc"], p["run_dir"])
+                if left:        # a native window opened since the check: it is no drift now
+                    item["message"] += "; left disabled: %s" % left
+                    continue
             else:
                 drift.apply_item(item, item["expected"], p["binfmt_misc"])
             item["fixed"] = True

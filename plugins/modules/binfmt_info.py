@@ -147,6 +147,10 @@ window:
       repairing a stale window would drop its records instead of applying its prior, or null),
       C(corrupt) (null, or C(path) and C(message) of unusable records that
       M(nativearm.binfmt.binfmt_drift) repairs), C(events) and C(lock_holders).
+    - C(foreign_windows) are the other coordinators' windows on the instance - C(native), root-owned
+      shared locks on the entry (an Armbian PR 9769 builder building, or this collection with
+      another run_dir or /run), C(emulation), their emulation lease count - and C(unprivileged), lock
+      holders that are reported, never obeyed.
     - C(lock_holders) are the processes holding a lock on the entry, from C(/proc/locks), each with
       C(pid), C(uid), C(cmdline), the lock type (C(kind), C(access), C(blocked)) and C(ours) (true for
       a live lease's holder).

@@ -10,7 +10,11 @@ import pytest
 
 from ansible_env import ROOT, run_module, run_playbook
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
+from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
+from ansible_collections.nativearm.binfmt.plugins.module_utils import window_health
 from ansible_collections.nativearm.binfmt.plugins.module_utils.presets import preset
+
+from window_support import INNER_ENTRY, Builder
 
 ARCHES = ["aarch64", "riscv64", "ppc64le", "s390x", "mips64el", "m68k", "sparc64", "i386"]
 
@@ -144,6 +148,95 @@ def test_foreign_lock_holder_is_reported_not_fought(instance, tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def _root_shared_lock(instance, seconds=60):
+    """A root LOCK_SH on qemu-arm inside the instance that does not disable it (flock(1)
+    keeps it through sleep, which inherits the descriptor)."""
+    proc = subprocess.Popen(instance.nsenter(["flock", "-s", INNER_ENTRY, "sleep", str(seconds)]),
+                            start_new_session=True)
+    deadline = time.time() + 5
+    while not bm.read_entry("qemu-arm", instance.path) or not [
+            h for h in W.lock_holders_of(os.path.join(instance.path, "qemu-arm")) if h["access"] == "READ"]:
+        assert time.time() < deadline, "the shared lock did not appear"
+        time.sleep(0.01)
+    return proc
+
+
+def _kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    proc.wait()
+
+
+def test_a_pr9769_builder_building_is_no_drift_and_not_re_enabled_under(instance, tmp_path):
+    """A builder holds its LOCK_SH with qemu-arm disabled: the protocol working, not drift
+    (no item, no foreign_lock); remediation leaves it disabled until the builder's own
+    last out re-enables it."""
+    register(instance)
+    b = Builder(instance)
+    try:
+        assert bm.read_entry("qemu-arm", instance.path)["enabled"] is False
+        check = drift(instance, tmp_path, [spec("qemu-arm", "arm")], check=True)
+        assert check["drift"] == [], check["drift"]
+        fix = drift(instance, tmp_path, [spec("qemu-arm", "arm")])
+        assert fix["drift"] == [] and fix["changed"] is False
+        assert bm.read_entry("qemu-arm", instance.path)["enabled"] is False
+        assert b.leave() == "restored"
+    finally:
+        b.kill()
+    assert bm.read_entry("qemu-arm", instance.path)["enabled"] is True
+
+
+def test_enable_remediation_defers_to_a_builder_that_arrived_after_the_check(instance, tmp_path):
+    """Armbian main's probe left qemu-arm disabled (no lock): drift; a builder arrives
+    between the check and the remediation: the enable is left, and says why."""
+    register(instance, enabled=False)
+    run_dir = str(tmp_path / "run")
+    health = window_health.check("qemu-arm", instance.path, run_dir)
+    assert health["drift"] == [] and health["leases"]["foreign_native"] == 0
+    b = Builder(instance)                               # finds it disabled: writes nothing, builds
+    try:
+        left = window_health.reenable("qemu-arm", instance.path, run_dir)
+        assert left and "another coordinator" in left and "pr9769-builder" in left, left
+        assert bm.read_entry("qemu-arm", instance.path)["enabled"] is False
+        assert b.leave() == "restored"
+    finally:
+        b.kill()
+    bm.set_enabled("qemu-arm", False, instance.path)    # the probe leftover again, nobody about
+    assert window_health.reenable("qemu-arm", instance.path, run_dir) is None
+    assert bm.read_entry("qemu-arm", instance.path)["enabled"] is True
+
+
+def test_unprivileged_lock_holder_is_reported(instance, tmp_path):
+    register(instance)
+    proc = subprocess.Popen(instance.nsenter(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+                                              "flock", "-s", INNER_ENTRY, "sleep", "60"]), start_new_session=True)
+    try:
+        deadline = time.time() + 5
+        while not W.lock_holders_of(os.path.join(instance.path, "qemu-arm")):
+            assert time.time() < deadline
+            time.sleep(0.01)
+        result = drift(instance, tmp_path, [spec("qemu-arm", "arm")])
+        items = [i for i in result["drift"] if i["kind"] == "foreign_lock"]
+        assert len(items) == 1 and "unprivileged" in items[0]["message"] and "uid 65534" in items[0]["message"]
+        assert result["changed"] is False and bm.read_entry("qemu-arm", instance.path)["enabled"] is True
+    finally:
+        _kill_group(proc)
+
+
+def test_native_window_of_another_coordinator_with_qemu_arm_enabled_is_reported(instance, tmp_path):
+    register(instance)
+    proc = _root_shared_lock(instance)
+    try:
+        result = drift(instance, tmp_path, [spec("qemu-arm", "arm")])
+        items = [i for i in result["drift"] if i["kind"] == "foreign_lock"]
+        assert len(items) == 1 and "run under qemu" in items[0]["message"], result["drift"]
+        assert result["changed"] is False and bm.read_entry("qemu-arm", instance.path)["enabled"] is True
+    finally:
+        _kill_group(proc)
 
 
 @pytest.mark.parametrize("entries, field", [

@@ -8,6 +8,7 @@ leaks a process that would keep its namespace alive.
 """
 import os
 import signal
+import subprocess
 import time
 
 from sandbox.procs import processes_using
@@ -113,3 +114,44 @@ def wait_for(predicate, timeout=5.0, step=0.01):
 
 def gone(pid):
     return not W.pid_alive(pid)
+
+
+INNER_ENTRY = "/proc/sys/fs/binfmt_misc/" + ENTRY
+
+# A PR #9769 builder: LOCK_SH on a long-lived descriptor of the entry (flock(1) takes
+# it on the shell's descriptor and exits), first in disables, then "in"; on a line
+# from stdin it leaves: releases, and re-enables iff LOCK_EX|LOCK_NB on a fresh
+# descriptor succeeds (no other LOCK_SH left). It says "restored" or "kept".
+PR9769_BUILDER = r"""
+entry=$1
+exec 9<"$entry"
+flock -s 9
+if [ "$(head -n1 "$entry")" = enabled ]; then echo 0 > "$entry"; fi
+echo in
+read line
+exec 9<&-
+exec 8<"$entry"
+if flock -x -n 8; then echo 1 > "$entry"; echo restored; else echo kept; fi
+exec 8<&-
+"""
+
+
+class Builder(object):
+    """A PR #9769 builder running inside the sandbox (as its root)."""
+
+    def __init__(self, inst):
+        self.proc = subprocess.Popen(inst.nsenter(["sh", "-c", PR9769_BUILDER, "pr9769-builder", INNER_ENTRY]),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "in"
+
+    def leave(self):
+        self.proc.stdin.write("leave\n")
+        self.proc.stdin.flush()
+        said = self.proc.stdout.readline().strip()
+        self.proc.wait(10)
+        return said
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

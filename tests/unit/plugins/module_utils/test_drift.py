@@ -117,6 +117,8 @@ def test_window_leases_are_not_drift():
     disabled = {"qemu-arm": entry(definition(), enabled=False)}
     assert drift.plan_drift(desired, disabled, {"qemu-arm": {"native": 2, "emulation": 0}}) == []
     assert len(drift.plan_drift(desired, disabled, {"qemu-arm": {"native": 0, "emulation": 1}})) == 1
+    # another coordinator's native window (a PR #9769 builder building) disabled it on purpose too
+    assert drift.plan_drift(desired, disabled, {"qemu-arm": {"native": 0, "foreign_native": 1}}) == []
     # a definition change under an open window is still drift
     other = {"qemu-arm": entry(definition(flags="PF"), enabled=False)}
     assert drift.plan_drift(desired, other, {"qemu-arm": {"native": 1}})[0]["kind"] == "definition"
