@@ -63,6 +63,7 @@ import threading  # noqa: F401 pylint: disable=unused-import
 import time
 
 from ansible_collections.nativearm.binfmt.plugins.module_utils import _window_instance as instance
+from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
 from ansible_collections.nativearm.binfmt.plugins.module_utils import _holder_handle as msg
 from ansible_collections.nativearm.binfmt.plugins.module_utils._window_proc import pid_alive
 from ansible_collections.nativearm.binfmt.plugins.module_utils._window_rules import desired_enabled
@@ -253,26 +254,6 @@ def hold(mode, dir_fd, name):
     return msg.message(msg.HELD, _held["offset"])
 
 
-def entry_status(dir_fd, name):
-    """(present, enabled, inode) of the entry: one open, fstat and read."""
-    try:
-        fd = _open_at(dir_fd, name)
-    except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            return False, None, None
-        raise
-    try:
-        ino = os.fstat(fd).st_ino
-        first = os.read(fd, 64).split(b"\n", 1)[0]
-    except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            return False, None, None
-        raise
-    finally:
-        os.close(fd)
-    return True, first.strip() == b"enabled", ino
-
-
 # ---------------------------------------------------------------------------
 # the holder's life
 # ---------------------------------------------------------------------------
@@ -332,7 +313,7 @@ def serve(window, config, ctl, st, error):
     want = desired_enabled(mode)
     if mode != "native":
         _drop("entry")
-    seen_ino = entry_status(dir_fd, name)[2]
+    seen_ino = bm.entry_state(name, dir_fd=dir_fd)["ino"]
     expires, owner_pid, owner_start = config["expires"], config["owner_pid"], config["owner_start"]
     tick = 0
     quiet_until = 0.0               # a deferred re-assertion is retried at this pace, not every POLL
@@ -354,7 +335,8 @@ def serve(window, config, ctl, st, error):
             if not os.path.exists(window.state_path):
                 return 0            # the records are gone (corrupt, moved aside): end, touching nothing
         try:
-            present, enabled, ino = entry_status(dir_fd, name)
+            entry = bm.entry_state(name, dir_fd=dir_fd)
+            present, enabled, ino = entry["present"], entry["enabled"], entry["ino"]
         except OSError:
             present, enabled, ino = False, None, None
         if (ino != seen_ino or (present and enabled != want)) and time.time() >= quiet_until:

@@ -452,6 +452,33 @@ def open_entry(name, flags=os.O_RDONLY, path=DEFAULT_PATH):
         os.close(dfd)
 
 
+def entry_state(name, path=DEFAULT_PATH, dir_fd=None):
+    """{present, enabled, ino} of the entry ``name`` right now: one open (O_NOFOLLOW,
+    relative to ``dir_fd`` when given, else through open_entry), fstat and a small
+    read. An entry unregistered meanwhile is absent; other errors raise OSError."""
+    absent = {"present": False, "enabled": None, "ino": None}
+    try:
+        if dir_fd is None:
+            fd = open_entry(name, os.O_RDONLY, path)
+        else:
+            _check_component(name)
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return absent
+        raise
+    try:
+        ino = os.fstat(fd).st_ino
+        first = os.read(fd, 64).split(b"\n", 1)[0]
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return absent
+        raise
+    finally:
+        os.close(fd)
+    return {"present": True, "enabled": first.strip() == b"enabled", "ino": ino}
+
+
 def read_entry_text(name, path=DEFAULT_PATH):
     """The text of the file ``name`` of the instance, or None when it does not exist."""
     try:

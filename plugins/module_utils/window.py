@@ -478,23 +478,8 @@ class Window(object):
 
     # -- the entry -------------------------------------------------------------
     def entry_status(self):
-        """{present, enabled, ino} of the entry right now."""
-        try:
-            fd = bm.open_entry(self.entry, os.O_RDONLY, self.binfmt_misc)
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                return {"present": False, "enabled": None, "ino": None}
-            raise
-        try:
-            ino = os.fstat(fd).st_ino
-            first = os.read(fd, 64).split(b"\n", 1)[0]
-        except OSError as exc:
-            if exc.errno == errno.ENOENT:
-                return {"present": False, "enabled": None, "ino": None}
-            raise
-        finally:
-            os.close(fd)
-        return {"present": True, "enabled": first.strip() == b"enabled", "ino": ino}
+        """{present, enabled, ino} of the entry right now (binfmt_misc.entry_state)."""
+        return bm.entry_state(self.entry, self.binfmt_misc)
 
     def set_enabled(self, enabled):
         bm.write_entry(self.entry, b"1" if enabled else b"0", self.binfmt_misc)

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
@@ -367,3 +369,23 @@ def test_a_failed_restore_says_so_and_what_was_there(tmp_path, previous):
     assert ok is False and "ALSO failed" in sentence
     if prev:
         assert bm.render_register(prev) in sentence
+
+
+def test_entry_state_relative_to_a_directory_descriptor(tmp_path):
+    """The holder's and the window's one read of an entry's state (a plain
+    directory stands in for the instance: with dir_fd nothing checks fstatfs)."""
+    (tmp_path / "qemu-arm").write_text("enabled\ninterpreter /usr/bin/qemu-arm-static\n")
+    (tmp_path / "off").write_text("disabled\n")
+    os.symlink(str(tmp_path / "qemu-arm"), str(tmp_path / "link"))
+    dfd = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        on = bm.entry_state("qemu-arm", dir_fd=dfd)
+        assert on == {"present": True, "enabled": True, "ino": os.stat(str(tmp_path / "qemu-arm")).st_ino}
+        assert bm.entry_state("off", dir_fd=dfd)["enabled"] is False
+        assert bm.entry_state("gone", dir_fd=dfd) == {"present": False, "enabled": None, "ino": None}
+        with pytest.raises(OSError):                 # never through a symlink (ELOOP)
+            bm.entry_state("link", dir_fd=dfd)
+        with pytest.raises(bm.BinfmtError):
+            bm.entry_state("../qemu-arm", dir_fd=dfd)
+    finally:
+        os.close(dfd)
