@@ -357,6 +357,8 @@ def main():
         result = run(module)
     except window.WindowError as exc:
         module.fail_json(msg=exc.message, lock_holders=exc.holders)
+    except Exception as exc:   # never a traceback: the exception's text is the message
+        module.fail_json(msg="native_armhf_window: %s" % (str(exc) or repr(exc)))
     before, after = result.pop("before", None), result.pop("after", None)
     warning = result.pop("warning", None)
     if warning:
