@@ -177,8 +177,8 @@ def test_serial_batches_each_print_the_hosts_checked_so_far(fleet):
     assert all(counts["changed"] == 0 and counts["failed"] == 0 for counts in run.recap.values()), run.recap
     tables = fleet_tables(run)
     sizes = [min(SIZE, SERIAL * (i + 1)) for i in range(-(-SIZE // SERIAL))]
-    assert [len(rows) for _, rows in tables] == sizes, tables
-    for (_, earlier), (_, later) in zip(tables, tables[1:]):   # each batch adds its hosts to the table
+    assert [len(rows) for _title, rows in tables] == sizes, tables
+    for (_title, earlier), (_later_title, later) in zip(tables, tables[1:]):   # each batch adds its hosts
         assert set(earlier) < set(later), tables
     assert "(serial: 4 of 10 hosts so far)" in tables[0][0] and "so far" not in tables[-1][0], tables
     assert tables[-1][1] == {name: ((0, 0, 0), []) for name in HOSTS}
