@@ -1,0 +1,185 @@
+"""Verify, on the real arm64 kernel of `compat` (armhf runs natively there), that the window
+coexists with other coordinators and users of qemu-arm, and what it promises around builds.
+
+- a PR #9769-style builder (shell, flock(1)) first in and last out around native_armhf_command
+  (more cases, not yet run on the fleet, are on branch `coexist`).
+
+Each case starts a watcher on the guest that logs qemu-arm's state every few ms into a
+timeline; builders append markers to the same timeline (after their first native armhf run,
+and before they leave), so "never re-enabled mid-build" is read from one ordered log.
+Every test leaves qemu-arm enabled with no lease, as it found it.
+"""
+import pytest
+
+from conftest import WORK
+from test_arm64_fleet import COMPAT, qemu_arm, wait_for
+
+SCRIPT = WORK + "/coexist.sh"
+CONTAINER_PYTHON = WORK + "/container-python"
+# One script for everything that runs on the guest beside the modules:
+#   watch LOG                          append qemu-arm's state to LOG until killed
+#   builder NAME LOG RELEASE PROGRAM   a PR #9769 builder (as in test_window_coordination.py):
+#                                      LOCK_SH on the entry while it builds, first in disables,
+#                                      last out (flock -x -n succeeds) re-enables
+#   build NAME LOG RELEASE PROGRAM     the build a module runs (no locking of its own)
+# A build runs PROGRAM (the armhf test program) when it is in and again before it leaves,
+# and marks the timeline with what /proc/PID/exe showed (the program itself: native; the
+# qemu-arm interpreter: emulated). It stays until RELEASE exists ("-": leave at once).
+GUEST_SCRIPT = r"""
+entry=/proc/sys/fs/binfmt_misc/qemu-arm
+exe_of() {
+    "$1" 1 >/dev/null & p=$!; e=
+    for i in $(seq 100); do
+        e=$(readlink /proc/$p/exe)
+        case $e in */sh|*/dash|*/bash|'') sleep 0.1;; *) break;; esac
+    done
+    wait $p || e="failed:$e"
+    echo "$e"
+}
+mark() { echo "$*" >> "$log"; }
+stay() { [ "$1" = - ] && return; while [ ! -e "$1" ]; do sleep 0.1; done; }
+cmd=$1 name=$2 log=$3 release=$4 prog=$5
+case $cmd in
+watch)
+    log=$2
+    echo $$ > "$log.pid"
+    while :; do
+        { read -r s < "$entry"; } 2>/dev/null || s=absent
+        echo "$s" >> "$log"
+        sleep 0.02
+    done ;;
+builder)
+    exec 9<"$entry"
+    flock -s 9
+    if [ "$(head -n1 "$entry")" = enabled ]; then echo 0 > "$entry"; fi
+    mark "$name-in exe=$(exe_of "$prog")"
+    stay "$release"
+    mark "$name-leave exe=$(exe_of "$prog")"
+    exec 9<&-
+    exec 8<"$entry"
+    if flock -x -n 8; then echo 1 > "$entry"; mark "$name-restored"; else mark "$name-kept"; fi
+    exec 8<&- ;;
+build)
+    mark "$name-in exe=$(exe_of "$prog") machine=$(uname -m)"
+    stay "$release"
+    mark "$name-leave exe=$(exe_of "$prog")" ;;
+esac
+"""
+# The python of a build container: its own mount namespace with a fresh tmpfs on /run (so its
+# window records are its own), the host's binfmt_misc. Used as ansible_python_interpreter.
+CONTAINER_PYTHON_SCRIPT = r"""#!/bin/sh
+exec unshare -m --propagation private sh -c \
+    'mount -t tmpfs nativearm-container-run /run && exec /usr/bin/python3 "$@"' container-python "$@"
+"""
+
+
+@pytest.fixture(scope="module")
+def coexist(compat):
+    """The guest script and the container python on compat."""
+    compat.run_expect([0], "mkdir -p %s && cat > %s <<'EOF'\n%sEOF\ncat > %s <<'EOF'\n%sEOF\nchmod 0755 %s"
+                      % (WORK, SCRIPT, GUEST_SCRIPT, CONTAINER_PYTHON, CONTAINER_PYTHON_SCRIPT,
+                         CONTAINER_PYTHON))
+    return SCRIPT
+
+
+class Timeline(object):
+    """A watcher of qemu-arm on the guest and the markers builders append to its log."""
+
+    def __init__(self, host, name):
+        self.host = host
+        self.log = "%s/timeline-%s" % (WORK, name)
+        host.run_expect([0], "rm -f %s %s.pid %s/release-*" % (self.log, self.log, WORK))
+        host.run_expect([0], "nohup sh %s watch %s >/dev/null 2>&1 &" % (SCRIPT, self.log))
+        assert wait_for(lambda: host.file(self.log).exists and host.file(self.log).size > 0, timeout=30)
+
+    def release(self, name):
+        return "%s/release-%s" % (WORK, name)
+
+    def start_builder(self, name, program, release=None):
+        """A PR #9769 builder in the background; returns once it is in (ran armhf once)."""
+        self.host.run_expect([0], "nohup sh %s builder %s %s %s %s >/dev/null 2>&1 &"
+                             % (SCRIPT, name, self.log, release or self.release(name), program))
+        self.wait_mark(name + "-in")
+
+    def build_argv(self, name, program, release="-"):
+        return ["sh", SCRIPT, "build", name, self.log, release, program]
+
+    def build_cmd(self, name, program, release="-"):
+        return " ".join(self.build_argv(name, program, release))
+
+    def lines(self):
+        return self.host.file(self.log).content_string.splitlines()
+
+    def marks(self):
+        return timeline_marks(self.lines())
+
+    def wait_mark(self, mark, timeout=300):
+        assert wait_for(lambda: mark in self.marks(), timeout=timeout, step=1), \
+            "no %s in the timeline:\n%s" % (mark, "\n".join(self.lines()[-40:]))
+
+    def stop(self):
+        self.host.run("kill $(cat %s.pid)" % self.log)
+        return self.lines()
+
+
+def timeline_marks(lines):
+    """{mark: what follows it} for the markers (state lines have no '-')."""
+    return dict((line.split(" ", 1) + [""])[:2] for line in lines if "-" in line)
+
+
+def check_timeline(lines, builds, program):
+    """Every build ran natively when it came in and when it left; qemu-arm read disabled and
+    never enabled from the first build's arrival to the last build's departure; enabled at
+    the end. Returns the states read in that span."""
+    marks = [(i, line.split(" ")) for i, line in enumerate(lines)
+             if line.split(" ")[0].endswith(("-in", "-leave"))]
+    for name in builds:
+        for side in ("in", "leave"):
+            found = [words for i, words in marks if words[0] == "%s-%s" % (name, side)]
+            assert found, "%s-%s missing from the timeline:\n%s" % (name, side, "\n".join(lines))
+            assert "exe=" + program in found[0], "%s-%s did not run natively: %s" % (name, side, found[0])
+    first_in = min(i for i, words in marks if words[0].endswith("-in"))
+    last_leave = max(i for i, words in marks if words[0].endswith("-leave"))
+    span = [line for line in lines[first_in:last_leave] if line in ("enabled", "disabled", "absent")]
+    assert "disabled" in span, span
+    assert "enabled" not in span and "absent" not in span, \
+        "qemu-arm re-enabled while a native build ran:\n%s" % "\n".join(lines[first_in:last_leave])
+    states = [line for line in lines if line in ("enabled", "disabled", "absent")]
+    assert states[-1] == "enabled", "\n".join(lines[-20:])
+    return span
+
+
+def window_facts(module):
+    return module("compat", "binfmt_info", {"probe": False}, check=True)["window"]
+
+
+def no_lease_left(compat, module):
+    assert qemu_arm(compat) == "enabled"
+    facts = window_facts(module)
+    assert facts["lease_count"] == 0 and not facts["stale"], facts
+
+
+# ------------------------------------------------------------------ PR #9769 builders
+
+@COMPAT
+def test_pr9769_builder_first_in_last_out_around_native_armhf_command(compat, module, coexist, compat_program):
+    """The builder disables qemu-arm and builds; our command joins its window (prior: enabled,
+    the state before it), runs natively, and its close defers the restore to the builder,
+    which is last out and re-enables."""
+    timeline = Timeline(compat, "pr9769-a")
+    try:
+        timeline.start_builder("builder", compat_program)
+        assert qemu_arm(compat) == "disabled"
+        ours = module("compat", "native_armhf_command",
+                      {"argv": timeline.build_argv("ours", compat_program)})
+        assert not ours.get("failed") and ours["rc"] == 0, ours
+        assert ours["native"] is True and ours["restored"] is False, ours
+        assert ours["prior_state"] == "enabled", ours
+        assert qemu_arm(compat) == "disabled", "re-enabled under the builder"
+        compat.run_expect([0], "touch %s" % timeline.release("builder"))
+        timeline.wait_mark("builder-restored")
+    finally:
+        compat.run("touch %s" % timeline.release("builder"))
+        lines = timeline.stop()
+    check_timeline(lines, ("builder", "ours"), compat_program)
+    no_lease_left(compat, module)
