@@ -1,8 +1,9 @@
 """Verify, on the real arm64 kernel of `compat` (armhf runs natively there), that the window
 coexists with other coordinators and users of qemu-arm, and what it promises around builds.
 
-- a PR #9769-style builder (shell, flock(1)) first in and last out around native_armhf_command
-  (more cases, not yet run on the fleet, are on branch `coexist`).
+- PR #9769-style builders (shell, flock(1)) next to native_armhf_command, both orders;
+- a build container with its own /run first in, a build on the host's /run joining it.
+(More cases, not yet run on the fleet, are on branch `coexist`.)
 
 Each case starts a watcher on the guest that logs qemu-arm's state every few ms into a
 timeline; builders append markers to the same timeline (after their first native armhf run,
@@ -11,8 +12,8 @@ Every test leaves qemu-arm enabled with no lease, as it found it.
 """
 import pytest
 
-from conftest import WORK
-from test_arm64_fleet import COMPAT, qemu_arm, wait_for
+from conftest import WORK, remote
+from test_arm64_fleet import COMPAT, WRAPPED_BUILD, _report, qemu_arm, wait_for
 
 SCRIPT = WORK + "/coexist.sh"
 CONTAINER_PYTHON = WORK + "/container-python"
@@ -182,4 +183,65 @@ def test_pr9769_builder_first_in_last_out_around_native_armhf_command(compat, mo
         compat.run("touch %s" % timeline.release("builder"))
         lines = timeline.stop()
     check_timeline(lines, ("builder", "ours"), compat_program)
+    no_lease_left(compat, module)
+
+
+@COMPAT
+def test_pr9769_builder_joins_our_build_and_leaves_first(inventory, compat, module, coexist, compat_program):
+    """Our wrapped build is first in; a builder comes, sees qemu-arm disabled (writes nothing),
+    builds natively and leaves first without re-enabling (our LOCK_SH); our close restores."""
+    timeline = Timeline(compat, "pr9769-b")
+    build = remote.Background(inventory, WRAPPED_BUILD, limit="compat", extra_vars={
+        "arm64_build_command": timeline.build_cmd("ours", compat_program, timeline.release("ours"))})
+    try:
+        timeline.wait_mark("ours-in")
+        compat.run_expect([0], "touch %s" % timeline.release("builder"))
+        timeline.start_builder("builder", compat_program)
+        timeline.wait_mark("builder-kept")
+        assert qemu_arm(compat) == "disabled"
+    finally:
+        compat.run("touch %s" % timeline.release("ours"))
+        run = build.wait(timeout=900)
+        lines = timeline.stop()
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    report = _report(run)
+    assert report["native"] is True and report["restored"] is True, report
+    check_timeline(lines, ("builder", "ours"), compat_program)
+    no_lease_left(compat, module)
+
+
+# ------------------------------------------------------------------ a build container's own /run
+
+def container_build(inventory, timeline, name, program, release="-", background=False):
+    """A wrapped build whose modules run in a build container: own mount namespace, own /run."""
+    extra = {"arm64_build_command": timeline.build_cmd(name, program, release),
+             "ansible_python_interpreter": CONTAINER_PYTHON}
+    if background:
+        return remote.Background(inventory, WRAPPED_BUILD, limit="compat", extra_vars=extra)
+    return remote.playbook(inventory, WRAPPED_BUILD, limit="compat", extra_vars=extra)
+
+
+@COMPAT
+def test_container_with_its_own_run_first_in_host_build_joins(inventory, compat, module, coexist, compat_program):
+    timeline = Timeline(compat, "container-a")
+    build = container_build(inventory, timeline, "container", compat_program,
+                            timeline.release("container"), background=True)
+    try:
+        timeline.wait_mark("container-in")
+        # Its lease records are in its own /run: the host's show no lease, only its holder's lock.
+        facts = window_facts(module)
+        assert facts["lease_count"] == 0, facts
+        assert [h for h in facts["lock_holders"] if not h["ours"] and h["access"] == "READ"], facts
+        ours = module("compat", "native_armhf_command",
+                      {"argv": timeline.build_argv("host", compat_program)})
+        assert not ours.get("failed") and ours["native"] is True, ours
+        assert ours["restored"] is False and qemu_arm(compat) == "disabled", ours
+    finally:
+        compat.run("touch %s" % timeline.release("container"))
+        run = build.wait(timeout=900)
+        lines = timeline.stop()
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    report = _report(run)
+    assert report["native"] is True and report["restored"] is True, report
+    check_timeline(lines, ("container", "host"), compat_program)
     no_lease_left(compat, module)
