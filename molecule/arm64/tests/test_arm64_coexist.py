@@ -2,18 +2,24 @@
 coexists with other coordinators and users of qemu-arm, and what it promises around builds.
 
 - PR #9769-style builders (shell, flock(1)) next to native_armhf_command, both orders;
-- a build container with its own /run first in, a build on the host's /run joining it.
-(More cases, not yet run on the fleet, are on branch `coexist`.)
+- a build container with its own /run next to a build on the host's /run, both orders;
+- Armbian main's probe leftover (qemu-arm left disabled) reported and fixed by remediate;
+- one module execution (round trip) per wrapped build and per drift check, and linux32;
+(Namespace isolation and the abi sysctls: on branch `coexist`, not yet run on the fleet.)
 
 Each case starts a watcher on the guest that logs qemu-arm's state every few ms into a
 timeline; builders append markers to the same timeline (after their first native armhf run,
 and before they leave), so "never re-enabled mid-build" is read from one ordered log.
 Every test leaves qemu-arm enabled with no lease, as it found it.
 """
+import json
+import os
+import tempfile
+
 import pytest
 
 from conftest import WORK, remote
-from test_arm64_fleet import COMPAT, WRAPPED_BUILD, _report, qemu_arm, wait_for
+from test_arm64_fleet import COMPAT, QEMU_ARM, WRAPPED_BUILD, _report, drift_report, qemu_arm, wait_for
 
 SCRIPT = WORK + "/coexist.sh"
 CONTAINER_PYTHON = WORK + "/container-python"
@@ -244,4 +250,96 @@ def test_container_with_its_own_run_first_in_host_build_joins(inventory, compat,
     report = _report(run)
     assert report["native"] is True and report["restored"] is True, report
     check_timeline(lines, ("container", "host"), compat_program)
+    no_lease_left(compat, module)
+
+
+@COMPAT
+def test_container_with_its_own_run_joins_a_host_build_and_leaves_first(inventory, compat, module, coexist, compat_program):
+    timeline = Timeline(compat, "container-b")
+    build = remote.Background(inventory, WRAPPED_BUILD, limit="compat", extra_vars={
+        "arm64_build_command": timeline.build_cmd("host", compat_program, timeline.release("host"))})
+    try:
+        timeline.wait_mark("host-in")
+        run_c = container_build(inventory, timeline, "container", compat_program)
+        assert run_c.returncode == 0, run_c.stdout[-3000:] + run_c.stderr[-2000:]
+        report_c = _report(run_c)
+        assert report_c["native"] is True and report_c["restored"] is False, report_c
+        assert qemu_arm(compat) == "disabled"
+    finally:
+        compat.run("touch %s" % timeline.release("host"))
+        run = build.wait(timeout=900)
+        lines = timeline.stop()
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    report = _report(run)
+    assert report["native"] is True and report["restored"] is True, report
+    check_timeline(lines, ("container", "host"), compat_program)
+    no_lease_left(compat, module)
+
+
+# ------------------------------------------------------------------ round trips, linux32
+
+def counted_playbook(inventory, playbook, **kw):
+    """remote.playbook with the module_count callback (tests/plugins/callback/module_count.py):
+    returns (run, {host: {runs, modules, unknown}})."""
+    fd, count_file = tempfile.mkstemp(prefix="arm64-module-count-", suffix=".json")
+    os.close(fd)
+    try:
+        run = remote.playbook(inventory, playbook, extra_env={
+            "ANSIBLE_CALLBACKS_ENABLED": "result_file,module_count",
+            "NATIVEARM_MODULE_COUNT_FILE": count_file}, **kw)
+        with open(count_file) as f:
+            text = f.read()
+    finally:
+        os.unlink(count_file)
+    assert text, "the module_count callback wrote nothing:\n" + run.stdout[-3000:]
+    return run, json.loads(text)
+
+
+@COMPAT
+def test_wrapped_build_is_one_round_trip_and_sees_armv8l(inventory, compat, module):
+    """A build wrapped by the native_armhf_build role costs one module execution on the host
+    (the window opens, the build runs and the window closes inside it), and under linux32 the
+    build's `uname -m` is armv8l, as armhf build systems expect."""
+    run, counts = counted_playbook(inventory, WRAPPED_BUILD, limit="compat",
+                                   extra_vars={"arm64_build_command": "uname -m"})
+    assert run.returncode == 0, run.stdout[-3000:]
+    report = _report(run)
+    assert report["native"] is True and report["stdout"].strip() == "armv8l", report
+    assert counts["compat"]["modules"] == ["nativearm.binfmt.native_armhf_command"], counts
+    assert counts["compat"]["runs"] == 1 and counts["compat"]["unknown"] == [], counts
+    no_lease_left(compat, module)
+
+
+# ------------------------------------------------------------------ Armbian main's leftover
+
+# What Armbian main's host preparation does on an aarch64 host for an armhf target (armbian/build
+# lib/functions/rootfs/qemu-static.sh, written anew here): disable qemu-arm if it was enabled, run
+# the armhf loader, and leave qemu-arm disabled when that succeeds (put it back only on failure).
+ARMBIAN_PROBE = r"""
+e=/proc/sys/fs/binfmt_misc/qemu-arm; was=
+[ "$(head -n1 $e)" = enabled ] && was=1 && echo 0 > $e
+if /usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3 --help >/dev/null 2>&1; then
+    echo native-left-disabled
+else
+    [ -n "$was" ] && echo 1 > $e; echo restored
+fi
+"""
+
+
+@COMPAT
+def test_armbian_probe_leftover_reported_by_check_then_fixed_in_one_round_trip_each(inventory, compat, module):
+    assert compat.run(ARMBIAN_PROBE).stdout.strip() == "native-left-disabled"
+    try:
+        assert qemu_arm(compat) == "disabled"
+        check, counts = counted_playbook(inventory, "nativearm.binfmt.remediate", check=True, limit="compat")
+        assert check.returncode == 0, check.stdout[-3000:]
+        assert qemu_arm(compat) == "disabled", "check mode changed the host"
+        items = [i for i in drift_report(check)["drift"] if i.get("name") == "qemu-arm"]
+        assert [i["kind"] for i in items] == ["enabled"], items    # to be enabled: it is disabled
+        assert counts["compat"]["modules"] == ["nativearm.binfmt.binfmt_drift"], counts
+        fix = remote.playbook(inventory, "nativearm.binfmt.remediate", limit="compat")
+        assert fix.returncode == 0, fix.stdout[-3000:]
+        assert qemu_arm(compat) == "enabled"
+    finally:
+        compat.run("echo 1 > %s" % QEMU_ARM)
     no_lease_left(compat, module)
