@@ -128,6 +128,12 @@ class Timeline(object):
         self.host.run("kill $(cat %s.pid)" % self.log)
         return self.lines()
 
+    def finish(self, build, name):
+        """Release NAME, wait for its background run `build`, stop the watcher: (run, lines)."""
+        self.host.run("touch %s" % self.release(name))
+        run = build.wait(timeout=900)
+        return run, self.stop()
+
 
 def timeline_marks(lines):
     """{mark: what follows it} for the markers (state lines have no '-')."""
@@ -166,6 +172,25 @@ def no_lease_left(compat, module):
     assert facts["lease_count"] == 0 and not facts["stale"], facts
 
 
+def wrapped_build(inventory, timeline, name, program, release="-", background=False, container=False):
+    """A wrapped build (the native_armhf_build role) of the guest script's `build NAME`; with
+    container, its modules run in a build container: own mount namespace, own /run."""
+    extra = {"arm64_build_command": timeline.build_cmd(name, program, release)}
+    if container:
+        extra["ansible_python_interpreter"] = CONTAINER_PYTHON
+    if background:
+        return remote.Background(inventory, WRAPPED_BUILD, limit="compat", extra_vars=extra)
+    return remote.playbook(inventory, WRAPPED_BUILD, limit="compat", extra_vars=extra)
+
+
+def native_build_report(run, restored):
+    """The report of a wrapped build that passed and ran natively; its close restored or not."""
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    report = _report(run)
+    assert report["native"] is True and report["restored"] is restored, report
+    return report
+
+
 # ------------------------------------------------------------------ PR #9769 builders
 
 @COMPAT
@@ -197,8 +222,7 @@ def test_pr9769_builder_joins_our_build_and_leaves_first(inventory, compat, modu
     """Our wrapped build is first in; a builder comes, sees qemu-arm disabled (writes nothing),
     builds natively and leaves first without re-enabling (our LOCK_SH); our close restores."""
     timeline = Timeline(compat, "pr9769-b")
-    build = remote.Background(inventory, WRAPPED_BUILD, limit="compat", extra_vars={
-        "arm64_build_command": timeline.build_cmd("ours", compat_program, timeline.release("ours"))})
+    build = wrapped_build(inventory, timeline, "ours", compat_program, timeline.release("ours"), background=True)
     try:
         timeline.wait_mark("ours-in")
         compat.run_expect([0], "touch %s" % timeline.release("builder"))
@@ -206,32 +230,19 @@ def test_pr9769_builder_joins_our_build_and_leaves_first(inventory, compat, modu
         timeline.wait_mark("builder-kept")
         assert qemu_arm(compat) == "disabled"
     finally:
-        compat.run("touch %s" % timeline.release("ours"))
-        run = build.wait(timeout=900)
-        lines = timeline.stop()
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-    report = _report(run)
-    assert report["native"] is True and report["restored"] is True, report
+        run, lines = timeline.finish(build, "ours")
+    native_build_report(run, restored=True)
     check_timeline(lines, ("builder", "ours"), compat_program)
     no_lease_left(compat, module)
 
 
 # ------------------------------------------------------------------ a build container's own /run
 
-def container_build(inventory, timeline, name, program, release="-", background=False):
-    """A wrapped build whose modules run in a build container: own mount namespace, own /run."""
-    extra = {"arm64_build_command": timeline.build_cmd(name, program, release),
-             "ansible_python_interpreter": CONTAINER_PYTHON}
-    if background:
-        return remote.Background(inventory, WRAPPED_BUILD, limit="compat", extra_vars=extra)
-    return remote.playbook(inventory, WRAPPED_BUILD, limit="compat", extra_vars=extra)
-
-
 @COMPAT
 def test_container_with_its_own_run_first_in_host_build_joins(inventory, compat, module, coexist, compat_program):
     timeline = Timeline(compat, "container-a")
-    build = container_build(inventory, timeline, "container", compat_program,
-                            timeline.release("container"), background=True)
+    build = wrapped_build(inventory, timeline, "container", compat_program,
+                          timeline.release("container"), background=True, container=True)
     try:
         timeline.wait_mark("container-in")
         # Its lease records are in its own /run: the host's show no lease, only its holder's lock.
@@ -243,12 +254,8 @@ def test_container_with_its_own_run_first_in_host_build_joins(inventory, compat,
         assert not ours.get("failed") and ours["native"] is True, ours
         assert ours["restored"] is False and qemu_arm(compat) == "disabled", ours
     finally:
-        compat.run("touch %s" % timeline.release("container"))
-        run = build.wait(timeout=900)
-        lines = timeline.stop()
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-    report = _report(run)
-    assert report["native"] is True and report["restored"] is True, report
+        run, lines = timeline.finish(build, "container")
+    native_build_report(run, restored=True)
     check_timeline(lines, ("container", "host"), compat_program)
     no_lease_left(compat, module)
 
@@ -256,22 +263,15 @@ def test_container_with_its_own_run_first_in_host_build_joins(inventory, compat,
 @COMPAT
 def test_container_with_its_own_run_joins_a_host_build_and_leaves_first(inventory, compat, module, coexist, compat_program):
     timeline = Timeline(compat, "container-b")
-    build = remote.Background(inventory, WRAPPED_BUILD, limit="compat", extra_vars={
-        "arm64_build_command": timeline.build_cmd("host", compat_program, timeline.release("host"))})
+    build = wrapped_build(inventory, timeline, "host", compat_program, timeline.release("host"), background=True)
     try:
         timeline.wait_mark("host-in")
-        run_c = container_build(inventory, timeline, "container", compat_program)
-        assert run_c.returncode == 0, run_c.stdout[-3000:] + run_c.stderr[-2000:]
-        report_c = _report(run_c)
-        assert report_c["native"] is True and report_c["restored"] is False, report_c
+        run_c = wrapped_build(inventory, timeline, "container", compat_program, container=True)
+        native_build_report(run_c, restored=False)
         assert qemu_arm(compat) == "disabled"
     finally:
-        compat.run("touch %s" % timeline.release("host"))
-        run = build.wait(timeout=900)
-        lines = timeline.stop()
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-    report = _report(run)
-    assert report["native"] is True and report["restored"] is True, report
+        run, lines = timeline.finish(build, "host")
+    native_build_report(run, restored=True)
     check_timeline(lines, ("container", "host"), compat_program)
     no_lease_left(compat, module)
 
