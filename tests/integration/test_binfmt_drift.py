@@ -14,7 +14,7 @@ from ansible_collections.nativearm.binfmt.plugins.module_utils import window as 
 from ansible_collections.nativearm.binfmt.plugins.module_utils import window_health
 from ansible_collections.nativearm.binfmt.plugins.module_utils.presets import preset
 
-from window_support import INNER_ENTRY, Builder
+from window_support import Builder, flock_entry, kill_group
 
 ARCHES = ["aarch64", "riscv64", "ppc64le", "s390x", "mips64el", "m68k", "sparc64", "i386"]
 
@@ -153,22 +153,13 @@ def test_foreign_lock_holder_is_reported_not_fought(instance, tmp_path):
 def _root_shared_lock(instance, seconds=60):
     """A root LOCK_SH on qemu-arm inside the instance that does not disable it (flock(1)
     keeps it through sleep, which inherits the descriptor)."""
-    proc = subprocess.Popen(instance.nsenter(["flock", "-s", INNER_ENTRY, "sleep", str(seconds)]),
-                            start_new_session=True)
+    proc = flock_entry(instance, "-s", seconds)
     deadline = time.time() + 5
     while not bm.read_entry("qemu-arm", instance.path) or not [
             h for h in W.lock_holders_of(os.path.join(instance.path, "qemu-arm")) if h["access"] == "READ"]:
         assert time.time() < deadline, "the shared lock did not appear"
         time.sleep(0.01)
     return proc
-
-
-def _kill_group(proc):
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        pass
-    proc.wait()
 
 
 def test_a_pr9769_builder_building_is_no_drift_and_not_re_enabled_under(instance, tmp_path):
@@ -212,8 +203,7 @@ def test_enable_remediation_defers_to_a_builder_that_arrived_after_the_check(ins
 
 def test_unprivileged_lock_holder_is_reported(instance, tmp_path):
     register(instance)
-    proc = subprocess.Popen(instance.nsenter(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
-                                              "flock", "-s", INNER_ENTRY, "sleep", "60"]), start_new_session=True)
+    proc = flock_entry(instance, "-s", uid=65534)
     try:
         deadline = time.time() + 5
         while not W.lock_holders_of(os.path.join(instance.path, "qemu-arm")):
@@ -224,7 +214,7 @@ def test_unprivileged_lock_holder_is_reported(instance, tmp_path):
         assert len(items) == 1 and "unprivileged" in items[0]["message"] and "uid 65534" in items[0]["message"]
         assert result["changed"] is False and bm.read_entry("qemu-arm", instance.path)["enabled"] is True
     finally:
-        _kill_group(proc)
+        kill_group(proc)
 
 
 def test_native_window_of_another_coordinator_with_qemu_arm_enabled_is_reported(instance, tmp_path):
@@ -236,7 +226,7 @@ def test_native_window_of_another_coordinator_with_qemu_arm_enabled_is_reported(
         assert len(items) == 1 and "run under qemu" in items[0]["message"], result["drift"]
         assert result["changed"] is False and bm.read_entry("qemu-arm", instance.path)["enabled"] is True
     finally:
-        _kill_group(proc)
+        kill_group(proc)
 
 
 @pytest.mark.parametrize("entries, field", [

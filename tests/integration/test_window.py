@@ -20,7 +20,7 @@ from ansible_collections.nativearm.binfmt.plugins.module_utils import probe
 from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
 
 from sandbox.procs import processes_using
-from window_support import ENTRY, Host, gone, real_probe, register_qemu_arm, true_probe, wait_for
+from window_support import ENTRY, Host, flock_entry, gone, kill_group, real_probe, register_qemu_arm, true_probe, wait_for
 
 
 @pytest.fixture
@@ -580,20 +580,7 @@ def test_lock_file_of_a_holder_killed_before_admission_is_swept(host):
 
 def _foreign_flock(inst, flag, seconds=30):
     """An unprivileged (uid 65534) flock on the entry, inside the instance."""
-    proc = subprocess.Popen(inst.nsenter(["setpriv", "--reuid", "65534", "--regid", "65534",
-                                          "--clear-groups", "flock", flag,
-                                          "/proc/sys/fs/binfmt_misc/" + ENTRY, "sleep", str(seconds)]),
-                            start_new_session=True)
-    return proc
-
-
-def _kill_group(proc):
-    """flock forks sleep, which inherits the locked descriptor: kill them both."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        pass
-    proc.wait()
+    return flock_entry(inst, flag, seconds, uid=65534)
 
 
 def _lockers(host):
@@ -616,7 +603,7 @@ def test_unprivileged_shared_flock_neither_blocks_nor_keeps_the_entry_disabled(h
         c = host.window().close(a["lease_id"])
         assert c["restored"] and host.entry() == "enabled"   # its LOCK_SH does not keep qemu-arm disabled
     finally:
-        _kill_group(proc)
+        kill_group(proc)
 
 
 def test_unprivileged_exclusive_flock_does_not_block_any_open(host):
@@ -640,7 +627,7 @@ def test_unprivileged_exclusive_flock_does_not_block_any_open(host):
         host.window().close(e["lease_id"])
         b = open_native(host, wait=5)
     finally:
-        _kill_group(proc)
+        kill_group(proc)
     # once the blocker is gone the native holder holds its LOCK_SH (other tools see it)
     wait_for(lambda: b["holder_pid"] in [h["pid"] for h in host.facts()["lock_holders"]], timeout=5)
     host.window().close(b["lease_id"])

@@ -13,7 +13,6 @@ import json
 import os
 import select
 import signal
-import subprocess
 import sys
 import time
 
@@ -23,7 +22,7 @@ from ansible_env import collections_path
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
 from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
 
-from window_support import ENTRY, INNER_ENTRY, PR9769_BUILDER, Builder, Host, gone, true_probe, wait_for
+from window_support import ENTRY, Builder, Host, LineProcess, gone, true_probe, wait_for
 
 
 @pytest.fixture
@@ -159,9 +158,8 @@ class LateBuilder(Builder):
     once it is in (it said so: it took its LOCK_SH and looked at the entry) or waits for
     its LOCK_SH behind a LOCK_EX on the entry."""
 
-    def __init__(self, inst):       # pylint: disable=super-init-not-called
-        self.proc = subprocess.Popen(inst.nsenter(["sh", "-c", PR9769_BUILDER, "pr9769-builder", INNER_ENTRY]),
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    def __init__(self, inst):
+        super().__init__(inst, wait_in=False)
         self.said_in = False
 
     def arrived(self, entry_path, timeout=10):
@@ -344,28 +342,17 @@ print(json.dumps({"restored": c["restored"], "reason": c["reason"]}), flush=True
 """
 
 
-class Container(object):
+class Container(LineProcess):
     """A lease opened in a new mount namespace of the sandbox with a fresh tmpfs on /run."""
 
     def __init__(self, inst, mode, wait=1):
         script = 'mount -t tmpfs nativearm-test-run /run && exec "$@"'
-        self.proc = subprocess.Popen(
-            inst.nsenter(["unshare", "-m", "sh", "-c", script, "container",
-                          sys.executable, "-c", CONTAINER_LEASE, collections_path(), mode, str(wait)]),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        super().__init__(inst.nsenter(["unshare", "-m", "sh", "-c", script, "container",
+                                       sys.executable, "-c", CONTAINER_LEASE, collections_path(), mode, str(wait)]))
         self.opened = json.loads(self.proc.stdout.readline())
 
     def close(self):
-        self.proc.stdin.write("close\n")
-        self.proc.stdin.flush()
-        closed = json.loads(self.proc.stdout.readline())
-        self.proc.wait(10)
-        return closed
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        return json.loads(self.last_word("close"))
 
 
 @pytest.fixture

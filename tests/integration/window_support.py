@@ -118,6 +118,26 @@ def gone(pid):
 
 INNER_ENTRY = "/proc/sys/fs/binfmt_misc/" + ENTRY
 
+
+def flock_entry(inst, flag, seconds=60, uid=None):
+    """flock(1) FLAG (-s, -x) on qemu-arm inside the instance, as its root or as ``uid``;
+    sleep inherits the locked descriptor, so the lock lasts ``seconds``. A new session:
+    end it with kill_group."""
+    argv = ["flock", flag, INNER_ENTRY, "sleep", str(seconds)]
+    if uid is not None:
+        argv = ["setpriv", "--reuid", str(uid), "--regid", str(uid), "--clear-groups"] + argv
+    return subprocess.Popen(inst.nsenter(argv), start_new_session=True)
+
+
+def kill_group(proc):
+    """flock forks sleep, which inherits the locked descriptor: kill them both."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    proc.wait()
+
+
 # A PR #9769 builder: LOCK_SH on a long-lived descriptor of the entry (flock(1) takes
 # it on the shell's descriptor and exits), first in disables, then "in"; on a line
 # from stdin it leaves: releases, and re-enables iff LOCK_EX|LOCK_NB on a fresh
@@ -136,16 +156,15 @@ exec 8<&-
 """
 
 
-class Builder(object):
-    """A PR #9769 builder running inside the sandbox (as its root)."""
+class LineProcess(object):
+    """A process driven by lines: it reads one on stdin, answers with one on stdout."""
 
-    def __init__(self, inst):
-        self.proc = subprocess.Popen(inst.nsenter(["sh", "-c", PR9769_BUILDER, "pr9769-builder", INNER_ENTRY]),
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout.readline().strip() == "in"
+    def __init__(self, argv):
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
-    def leave(self):
-        self.proc.stdin.write("leave\n")
+    def last_word(self, line):
+        """Send ``line``, return its answer (stripped) once the process has exited."""
+        self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
         said = self.proc.stdout.readline().strip()
         self.proc.wait(10)
@@ -155,3 +174,16 @@ class Builder(object):
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+class Builder(LineProcess):
+    """A PR #9769 builder running inside the sandbox (as its root); returns once it is in,
+    unless ``wait_in`` is false."""
+
+    def __init__(self, inst, wait_in=True):
+        super().__init__(inst.nsenter(["sh", "-c", PR9769_BUILDER, "pr9769-builder", INNER_ENTRY]))
+        if wait_in:
+            assert self.proc.stdout.readline().strip() == "in"
+
+    def leave(self):
+        return self.last_word("leave")
