@@ -9,9 +9,9 @@ planted by another user would be remediation input (an interpreter, flags), and 
 report written through a planted symlink would overwrite any file. So the
 directory and the desired-state file are checked (not a symlink, owned by us or
 root, not writable by group or others) before they are trusted, and the report is
-written into a temporary file of its own and renamed over the name (a symlink
-there is replaced, never followed: ``_safe_files.write_atomic``). Functions
-raise DriftFileError; paths are parameters.
+written into a temporary file of its own and renamed over the name, which must not
+be a symlink (refused before anything changes, and again at the rename:
+``_safe_files.write_atomic``). Functions raise DriftFileError; paths are parameters.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -21,7 +21,7 @@ import errno
 import os
 import stat
 
-from ansible_collections.nativearm.binfmt.plugins.module_utils._safe_files import write_atomic
+from ansible_collections.nativearm.binfmt.plugins.module_utils._safe_files import refuse_symlink, write_atomic
 
 DESIRED_STATE_FILE = "/var/lib/nativearm-binfmt/desired.json"
 REPORT_FILE = "/var/lib/nativearm-binfmt/drift-report.json"
@@ -98,6 +98,16 @@ def read_desired_state(path, field="desired_state_file"):
         return b"".join(chunks).decode("utf-8")
     except UnicodeDecodeError:
         raise DriftFileError(field, "%s is not UTF-8 text" % path)
+
+
+def check_report(path, field="report"):
+    """Before anything changes: the report's directory is safe (created when missing) and
+    the report itself is not a symlink."""
+    check_dir(field, os.path.dirname(path) or ".", create=True, holding=path)
+    try:
+        refuse_symlink(path)
+    except OSError as exc:
+        raise DriftFileError(field, exc.strerror or str(exc))
 
 
 def write_report(path, text, field="report"):

@@ -14,8 +14,12 @@ through a symlink (a binfmt.d mask to /dev/null became a 0666 file). Instead:
 - every byte written (a write that makes no progress is ENOSPC), fsync, the
   size checked against what was written (a full file system that truncated
   it is caught before the rename);
-- renamed over the name: a symlink there is replaced, never followed (callers
-  that must not replace a link decide so before, from lstat: persist's plan);
+- renamed over the name, which must not be a symlink: a link there is
+  refused (OSError ELOOP naming the path), like a descriptor's, unless the
+  caller planned to replace that very link (``replace_link``: persist with
+  ``force``); a link is never followed either way. The name is lstat'ed just
+  before the rename: callers write in directories only root can write
+  (checked before), so no one else can plant a link in between;
 - on any failure, even an interrupt, the temporary file is removed and the
   old file is left as it was; then the directory is fsync'ed (best effort:
   the new version is in place; this only orders it before a crash).
@@ -29,6 +33,7 @@ __metaclass__ = type
 import binascii
 import errno
 import os
+import stat
 
 TMP_INFIX = ".tmp."
 
@@ -48,13 +53,27 @@ def _write_all(fd, data):
         done += n
 
 
-def write_atomic(path, data, mode, owner=None, dir_fd=None):
+def refuse_symlink(path, dir_fd=None):
+    """Raise OSError (ELOOP, naming ``path``) when ``path`` exists as a symlink."""
+    try:
+        st = os.lstat(path, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return
+        raise
+    if stat.S_ISLNK(st.st_mode):
+        raise OSError(errno.ELOOP, "%s is a symlink: a file root trusts is never written over a link, nor "
+                                   "through one; remove the link (or point at a real file)" % path, path)
+
+
+def write_atomic(path, data, mode, owner=None, dir_fd=None, replace_link=False):
     """Replace ``path`` with ``data`` (bytes or text, UTF-8), whole or not at all.
 
     ``mode`` is the new file's mode; ``owner`` (uid, gid) its owner where we
     are root (None: whoever we are). With ``dir_fd``, ``path`` is a name in that
-    directory. Raises OSError; the previous file is then intact and no
-    temporary file is left."""
+    directory. A symlink at ``path`` is refused unless ``replace_link`` (then
+    the link itself is replaced). Raises OSError; the previous file (or link)
+    is then intact and no temporary file is left."""
     if not isinstance(data, bytes):
         data = data.encode("utf-8")
     directory, name = os.path.split(path)
@@ -73,6 +92,8 @@ def write_atomic(path, data, mode, owner=None, dir_fd=None):
                 raise OSError(errno.EIO, "the file holds %d of %d bytes after writing" % (size, len(data)))
         finally:
             os.close(fd)
+        if not replace_link:
+            refuse_symlink(path, dir_fd)
         os.rename(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         try:

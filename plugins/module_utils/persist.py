@@ -100,11 +100,11 @@ def file_state(dfd, name):
     return "file", b"".join(chunks).decode("utf-8", "replace")
 
 
-def write_file(dfd, name, text):
+def write_file(dfd, name, text, replace_link=False):
     """Replace ``name`` in the directory ``dfd`` by a root:root 0644 file holding ``text``
     (_safe_files.write_atomic: O_EXCL|O_NOFOLLOW temporary file, fsync, size checked, rename,
-    fsync of the directory)."""
-    write_atomic(name, text, FILE_MODE, owner=(0, 0), dir_fd=dfd)
+    fsync of the directory). A symlink at ``name`` is refused unless ``replace_link``."""
+    write_atomic(name, text, FILE_MODE, owner=(0, 0), dir_fd=dfd, replace_link=replace_link)
 
 
 def remove_file(dfd, name):
@@ -296,8 +296,8 @@ class Persistence(object):
                         self._update_binfmts("--unimport")
                     remove_file(dfd, self.file_name)
                     return
-                if self.action == "write":
-                    write_file(dfd, self.file_name, self.after)
+                if self.action == "write":     # over a link only where the plan found one (force)
+                    write_file(dfd, self.file_name, self.after, replace_link=self.link is not None)
                 if self.mode == "binfmt-support":
                     self._update_binfmts("--import")
             except Exception as exc:

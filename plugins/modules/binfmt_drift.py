@@ -117,7 +117,8 @@ options:
       - Path of the JSON report to write on the host (mode 0644), outside check mode only.
       - Its directory is created (mode 0755) when missing; an existing one must be owned by root and
         writable by root only, and must not be a symlink. The report is written to a temporary file
-        and renamed over the name, so a symlink at O(report) is replaced, never followed.
+        and renamed over the name. A symlink at O(report) itself is refused before anything changes
+        (never followed, never replaced).
     type: path
   descriptor_dirs:
     description:
@@ -208,7 +209,6 @@ window:
 
 import datetime
 import json
-import os
 import socket
 
 from ansible.module_utils.basic import AnsibleModule
@@ -313,7 +313,7 @@ def run(module):
                       "checking drift" % path)
     if p["report"] and not module.check_mode:
         try:    # before anything changes: a report that cannot be written stops the run here
-            files.check_dir("report", os.path.dirname(p["report"]) or ".", create=True, holding=p["report"])
+            files.check_report(p["report"])
         except files.DriftFileError as exc:
             raise Failure(str(exc), field=exc.field)
 

@@ -363,18 +363,26 @@ def test_an_untrustworthy_desired_state_is_refused(instance, tmp_path, how, word
     assert instance.snapshot() == before
 
 
-def test_report_is_never_written_through_a_symlink_nor_into_an_open_directory(instance, tmp_path):
+def test_report_is_never_written_over_a_symlink_nor_into_an_open_directory(instance, tmp_path):
     register(instance, enabled=False)
+    before = instance.snapshot()
     reports = tmp_path / "reports"
     reports.mkdir(mode=0o755)
     target = tmp_path / "victim"
     target.write_text("keep me\n")
-    (reports / "drift.json").symlink_to(target)
-    result = drift(instance, tmp_path, [spec("qemu-arm", "arm")], report=str(reports / "drift.json"))
+    report = reports / "drift.json"
+    report.symlink_to(target)
+    result = drift(instance, tmp_path, [spec("qemu-arm", "arm")], report=str(report))
+    assert result["_status"] == "failed" and result["field"] == "report"
+    assert "%s is a symlink" % report in result["msg"], result["msg"]
+    assert instance.snapshot() == before                          # refused before any change
+    assert target.read_text() == "keep me\n" and os.readlink(str(report)) == str(target)
+    assert sorted(os.listdir(str(reports))) == ["drift.json"]     # no temporary file left
+
+    report.unlink()
+    result = drift(instance, tmp_path, [spec("qemu-arm", "arm")], report=str(report))
     assert result["_status"] == "ok" and result["changed"] is True
-    assert target.read_text() == "keep me\n"                      # the link was replaced, not followed
-    assert not (reports / "drift.json").is_symlink()
-    assert json.loads((reports / "drift.json").read_text())["fixed"] == 1
+    assert json.loads(report.read_text())["fixed"] == 1
 
     bm.set_enabled("qemu-arm", False, instance.path)
     before = instance.snapshot()

@@ -1,5 +1,7 @@
 """_safe_files.write_atomic: whole-or-nothing writes with an explicit mode and
-owner, a symlink at the name replaced (never followed), nothing left behind."""
+owner, a symlink at the name refused (never followed; replaced only when asked),
+nothing left behind."""
+import errno
 import os
 import stat
 
@@ -33,12 +35,40 @@ def test_owner_is_set_where_we_are_root(tmp_path):
         assert st.st_uid == os.geteuid()
 
 
-def test_a_symlink_at_the_name_is_replaced_never_followed(tmp_path):
+@pytest.mark.parametrize("dangling", [False, True])
+def test_a_symlink_at_the_name_is_refused_never_followed_nor_replaced(tmp_path, dangling):
+    target = tmp_path / "victim"
+    if not dangling:
+        target.write_text("keep")
+    link = tmp_path / "f"
+    os.symlink(str(target), str(link))
+    with pytest.raises(OSError) as err:
+        S.write_atomic(str(link), "new", 0o644)
+    assert err.value.errno == errno.ELOOP
+    assert str(link) in err.value.strerror and "symlink" in err.value.strerror
+    assert os.readlink(str(link)) == str(target)
+    assert target.read_text() == "keep" if not dangling else not target.exists()
+    assert sorted(os.listdir(str(tmp_path))) == (["f", "victim"] if not dangling else ["f"])   # no temp file
+
+
+def test_a_symlink_is_refused_relative_to_a_directory_descriptor(tmp_path):
+    os.symlink(os.devnull, str(tmp_path / "g.conf"))
+    dfd = os.open(str(tmp_path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(OSError) as err:
+            S.write_atomic("g.conf", "text\n", 0o644, dir_fd=dfd)
+    finally:
+        os.close(dfd)
+    assert err.value.errno == errno.ELOOP and "g.conf is a symlink" in err.value.strerror
+    assert os.readlink(str(tmp_path / "g.conf")) == os.devnull and os.listdir(str(tmp_path)) == ["g.conf"]
+
+
+def test_replace_link_replaces_the_link_itself_never_its_target(tmp_path):
     target = tmp_path / "victim"
     target.write_text("keep")
     link = tmp_path / "f"
     os.symlink(str(target), str(link))
-    S.write_atomic(str(link), "new", 0o644)
+    S.write_atomic(str(link), "new", 0o644, replace_link=True)
     assert not os.path.islink(str(link)) and link.read_text() == "new"
     assert target.read_text() == "keep"
 
