@@ -69,41 +69,13 @@ options:
       - No effect under emulation (qemu-arm reports C(armv7l) by itself).
     type: bool
     default: true
-  mode:
-    description:
-      - V(native) needs the entry disabled for the command; V(emulation) keeps it enabled (and keeps native
-        windows from opening while the command runs).
-    type: str
-    choices: [native, emulation]
-    default: native
-  entry:
-    description:
-      - The binfmt_misc entry that routes 32-bit ARM ELF to qemu.
-    type: str
-    default: qemu-arm
-  wait:
-    description:
-      - Seconds to wait for the window (the other mode's leases to drain, a foreign exclusive lock on the
-        entry), then fall back per O(on_unsupported) or fail naming the holders. The command's own run time
-        is not limited (use C(async) for that).
-    type: int
-    default: 30
-  on_unsupported:
-    description:
-      - When a native window cannot be had, V(emulate) runs the command under an emulation lease and says
-        why in RV(reason); V(fail) fails without running it.
-    type: str
-    choices: [emulate, fail]
-    default: emulate
-  probe:
-    description:
-      - The command that must run natively before the first native lease is granted (argv list, or a string
-        split like a shell would, never run by a shell). Default the collection's probe selection (the same
-        for every module and role).
-    type: raw
 extends_documentation_fragment:
   - nativearm.binfmt.window
+  - nativearm.binfmt.window.lease
 notes:
+  - O(mode), O(entry), O(wait), O(on_unsupported) and O(probe) are those of
+    M(nativearm.binfmt.native_armhf_window), for the lease the command runs under. O(wait) bounds only the
+    wait for the window; the command's own run time is not limited (use C(async) for that).
   - The command is a child of the module. Signals the module gets (C(SIGTERM), C(SIGINT), C(SIGHUP)) are
     passed on to it and the module waits for it, then closes the lease. If the module is killed with
     C(SIGKILL), its direct child is killed too (C(PR_SET_PDEATHSIG)) and the lease's holder closes the lease;

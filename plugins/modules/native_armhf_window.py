@@ -39,17 +39,6 @@ options:
     type: str
     choices: [open, closed]
     required: true
-  mode:
-    description:
-      - V(native) needs the entry disabled; V(emulation) needs it enabled.
-    type: str
-    choices: [native, emulation]
-    default: native
-  entry:
-    description:
-      - The binfmt_misc entry that routes 32-bit ARM ELF to qemu.
-    type: str
-    default: qemu-arm
   lease_id:
     description:
       - Name of the lease. Generated on open when omitted (returned as RV(lease_id)); required to close.
@@ -82,32 +71,9 @@ options:
       - Keep a generous O(ttl) as a backstop.
     type: str
     choices: [connection]
-  wait:
-    description:
-      - Seconds to wait for the other mode to drain (also other coordinators' windows, or a root-owned
-        exclusive lock on the entry), then
-        fail naming every holder, or fall back per O(on_unsupported).
-    type: int
-    default: 30
-  on_unsupported:
-    description:
-      - When a native window cannot be had (the probe fails, or emulation leases still hold the entry
-        after O(wait)), V(emulate) opens an emulation lease instead and says why in RV(reason);
-        V(fail) fails with the reason and the holders.
-    type: str
-    choices: [emulate, fail]
-    default: emulate
-  probe:
-    description:
-      - The command that must run natively (argv list, or a string split like a shell would, never run by
-        a shell). Default, the collection's one probe - the armhf loader loading the armhf libc from
-        gcc-arm-linux-gnueabihf, C(/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3 --library-path
-        /usr/arm-linux-gnueabihf/lib /usr/arm-linux-gnueabihf/lib/libc.so.6), which proves that a
-        dynamically linked armhf program loads (C(ld-linux-armhf.so.3 --help) and static helpers also
-        run on 16K-page kernels, where dynamic ones cannot).
-    type: raw
 extends_documentation_fragment:
   - nativearm.binfmt.window
+  - nativearm.binfmt.window.lease
 notes:
   - "Invariants, at every instant: I1 while any native lease is open the entry is disabled; I2 while any
     emulation lease is open it is enabled; I3 when the last lease ends (closed, ttl, owner_pid, or its
