@@ -37,8 +37,10 @@ temporary files are gone. The child:
    corrupt: the holder then exits touching nothing); when something changed
    the entry it calls ``Window.reassert`` (under the mutex) on the Window object it was given
    (once a second while that is deferred under another coordinator's native
-   window). A native holder without LOCK_SH (entry absent or re-registered,
-   or kept out by an unprivileged LOCK_EX) keeps trying to take it. Entry and
+   window). A native holder's LOCK_SH follows a re-registered entry inside
+   ``reassert`` (``relock``, under the mutex, before ``0`` is written); one
+   without it (entry absent, or kept out by an unprivileged LOCK_EX) keeps
+   trying to take it. Entry and
    ``register`` are opened relative to the binfmt_misc directory descriptor
    its opener checked (fstatfs) before the fork, with O_NOFOLLOW;
 4. SIGUSR1 = "a closer already ended your lease": exit at once. SIGTERM,
@@ -188,7 +190,7 @@ def run_forked(window, config, ctl, st, error):
 
 # What this holder holds instance-wide: LOCK_SH on the entry (native) or an
 # emulation marker on register (emulation); see _window_instance.
-_held = {"entry": None, "marker": None, "offset": None}
+_held = {"entry": None, "ino": None, "marker": None, "offset": None}
 
 
 class _Busy(Exception):
@@ -218,11 +220,39 @@ def _try_lock_entry(dir_fd, name):
 
 def _drop(key):
     fd, _held[key] = _held[key], None
+    if key == "entry":
+        _held["ino"] = None
     if fd is not None:
         try:
             os.close(fd)    # the only descriptor of its open file description: the lock goes with it
         except OSError:
             pass
+
+
+def _take_entry(fd):
+    """Keep ``fd`` (LOCK_SH on the entry) as our one entry lock; a lock on another
+    inode (an entry since re-registered) is dropped after it is in place."""
+    if fd is None:
+        return
+    old = _held["entry"]
+    _held["entry"], _held["ino"] = fd, os.fstat(fd).st_ino
+    if old is not None:
+        try:
+            os.close(old)
+        except OSError:
+            pass
+
+
+def relock(dir_fd, name):
+    """One non-blocking try at LOCK_SH on the entry as it is now (``Window.reassert``
+    calls it under the mutex, before it writes the entry); the inode we then hold
+    it on, or None (absent, or a LOCK_EX in the way)."""
+    try:
+        fd = _try_lock_entry(dir_fd, name)
+    except (_Busy, OSError):
+        fd = None
+    _take_entry(fd)
+    return _held["ino"] if fd is not None else None
 
 
 def hold(mode, dir_fd, name):
@@ -237,7 +267,7 @@ def hold(mode, dir_fd, name):
         _drop("marker")
         if _held["entry"] is None:
             try:
-                _held["entry"] = _try_lock_entry(dir_fd, name)
+                _take_entry(_try_lock_entry(dir_fd, name))
             except _Busy:
                 return msg.BUSY
         return msg.HELD
@@ -342,19 +372,21 @@ def serve(window, config, ctl, st, error):
         if (ino != seen_ino or (present and enabled != want)) and time.time() >= quiet_until:
             _flags["critical"] = True
             try:
-                still_open, ino, deferred = window.reassert(lease_id, mode, seen_ino)
-            except error:
+                still_open, ino, deferred = window.reassert(lease_id, mode, _held["ino"],
+                                                            relock=lambda: relock(dir_fd, name))
+            except error:       # (no mutex): tried again at the next look
                 still_open, ino, deferred = True, seen_ino, True
             _flags["critical"] = False
             if not still_open or _flags["closed"]:
                 return 0
             quiet_until = time.time() + 1.0 if deferred else 0.0
             if ino != seen_ino:
-                _drop("entry")
                 seen_ino = ino
+                if _held["ino"] != ino:
+                    _drop("entry")  # a lock on an inode that is no longer the entry
         if mode == "native" and _held["entry"] is None and seen_ino is not None:
-            try:            # absent, re-registered, or kept out by an unprivileged LOCK_EX so far
-                _held["entry"] = _try_lock_entry(dir_fd, name)
+            try:            # absent, or kept out by an unprivileged LOCK_EX so far
+                _take_entry(_try_lock_entry(dir_fd, name))
             except (_Busy, OSError):
                 pass
         time.sleep(POLL)

@@ -276,10 +276,14 @@ Every holder polls the entry every ``POLL`` seconds (one open, fstat and
 small read: negligible CPU), in ``_holder.py``, without the mutex. When the
 entry's state is not its mode's, or its inode changed (re-registered by
 systemd-binfmt, update-binfmts, ...), or it appeared or vanished, the holder
-takes the mutex, re-checks, writes the mode's state (a native holder moves
-its LOCK_SH to the new inode) and records an event -- except that an
-emulation holder does not re-enable the entry while a foreign native window
-is open (event ``reassert_deferred``, re-checked every second). An entry that
+takes the mutex, re-checks, writes the mode's state and records an event --
+except that an emulation holder does not re-enable the entry while a foreign
+native window is open (event ``reassert_deferred``, re-checked every second).
+A native holder moves its LOCK_SH to a new inode first, under the mutex and
+before it writes ``0`` (``relock``: non-blocking tries, a root LOCK_EX waited
+out for RELOCK_WAIT, an unprivileged one not obeyed): taken after the mutex is
+released, another coordinator's last out could find no LOCK_SH on the new
+inode in between and re-enable under the native lease. An entry that
 appears in a window whose prior was "absent" is given back, at the end, the
 state its registrant gave it.
 """
@@ -324,6 +328,7 @@ MUTEX_MIN_WAIT = 45.0    # held briefly by our own processes; at most a probe (3
 HOLDER_START_WAIT = handle.START_WAIT
 PROBE_TIMEOUT = 60
 EXCLUSIVE_WAIT = 0.5     # a root LOCK_EX on the entry (a PR #9769 last-out test) delays a re-enable this long at most
+RELOCK_WAIT = 0.5        # ... and a native holder's LOCK_SH on a re-registered entry this long at most
 LOCK_FILE_MIN_AGE = 60.0  # an unrecorded, unlocked lease lock file this old is litter (see _sweep_lock_files)
 
 
@@ -1191,12 +1196,20 @@ class Window(object):
                 self.recover(state)
                 self.save(state)
 
-    def reassert(self, lease_id, mode, held_ino):
+    def reassert(self, lease_id, mode, held_ino, relock=None):
         """Under the mutex, put the entry back in ``mode``'s state if something
         changed it. Returns (still_open, new entry inode or None, deferred): an
         emulation lease does not re-enable the entry under a native window of
         another coordinator (a PR #9769 builder that arrived and disabled it):
-        ``deferred`` is then True, and that window's last out re-enables it."""
+        ``deferred`` is then True, and that window's last out re-enables it.
+
+        ``held_ino``: the inode a native holder holds its LOCK_SH on (None: none).
+        ``relock()``: a native holder's one non-blocking try at LOCK_SH on the entry
+        as it is now; returns the inode it then holds it on, or None. When the entry
+        is not the inode ``held_ino`` (re-registered, appeared), the LOCK_SH is moved
+        to it here, under the mutex and before ``0`` is written: a last-out test of
+        another coordinator (LOCK_EX|LOCK_NB on a fresh descriptor) between our write
+        and our LOCK_SH would find no native window user and re-enable under us."""
         with self.mutex():
             try:
                 state = self.load()
@@ -1205,6 +1218,8 @@ class Window(object):
             if lease_id not in state["leases"]:
                 return False, None, False
             status = self.entry_status()
+            if relock is not None and mode == "native" and status["present"] and status["ino"] != held_ino:
+                status = self._relock(state, relock)
             want = desired_enabled(state.get("mode") or mode)
             changed = False
             if status["present"] and status["ino"] != state.get("entry_ino"):
@@ -1241,6 +1256,25 @@ class Window(object):
             if changed:
                 self.save(state)
             return True, status["ino"], deferred
+
+    def _relock(self, state, relock):
+        """A native holder's LOCK_SH onto the entry's current inode (mutex held),
+        before the entry is written: non-blocking tries until RELOCK_WAIT. A root
+        LOCK_EX (a PR #9769 builder's last-out test, milliseconds) is waited out;
+        an unprivileged one is not obeyed (the holder keeps trying afterwards).
+        Returns the entry status to decide on (read after the lock was taken)."""
+        end = time.time() + RELOCK_WAIT
+        while True:
+            held = relock()
+            status = self.entry_status()
+            if not status["present"] or (held is not None and held == status["ino"]) or time.time() >= end:
+                return status
+            if held is None:        # a LOCK_EX was in the way; a root one may be gone already
+                view = self.look(state)
+                if not view["exclusive"] and [h for h in view["unprivileged"]
+                                              if h["access"] == "WRITE" and not h["blocked"]]:
+                    return status   # an unprivileged LOCK_EX keeps it out: not obeyed
+            time.sleep(0.001)
 
     # -- facts (binfmt_info, binfmt_drift's check) and repair (binfmt_drift) -------
     def facts(self):

@@ -22,7 +22,8 @@ from ansible_env import collections_path
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
 from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
 
-from window_support import ENTRY, Builder, Host, LineProcess, gone, true_probe, wait_for
+from window_support import (ENTRY, INNER_ENTRY, Builder, Host, LineProcess, gone, register_qemu_arm, true_probe,
+                            wait_for)
 
 
 @pytest.fixture
@@ -233,6 +234,92 @@ def test_emulation_reassert_never_reenables_under_a_builder_arriving_meanwhile(h
     assert b.leave() == "restored" and host.entry() == "enabled"
     steady(host, "enabled")
     c = host.window().close(e["lease_id"])
+    assert c["restored"] and host.entry() == "enabled"
+    assert host.inst.snapshot() == before
+
+
+# A PR #9769 builder's last-out test, run back to back at machine speed (its shell runs
+# one per build; a fleet of them runs many): LOCK_EX|LOCK_NB on a fresh descriptor of the
+# entry, and ``1`` written when it is had (no LOCK_SH on the entry: "nobody builds").
+# Written through a descriptor of the inode it locked: the shell's ``echo 1 > entry``
+# writes wherever the path points by then, so a shell preempted between its ``exec 8<``
+# and its flock across a re-registration locks the old inode and re-enables the new
+# one, which no lock on the new inode can prevent (a limit of that protocol, not ours).
+LAST_OUT_LOOP = r"""
+import fcntl, os, sys
+entry = sys.argv[1]
+print("spinning", flush=True)
+while True:
+    try:
+        fd = os.open(entry, os.O_RDONLY)
+    except OSError:
+        continue
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        w = os.open(entry, os.O_WRONLY)
+        if os.fstat(w).st_ino == os.fstat(fd).st_ino:
+            os.write(w, b"1")
+        os.close(w)
+    except OSError:
+        pass
+    os.close(fd)
+"""
+
+
+def _readers(host, ino):
+    """Pids holding a granted LOCK_SH (flock, READ) on inode ``ino`` of the instance."""
+    st = os.stat(host.path)
+    dev = (os.major(st.st_dev), os.minor(st.st_dev))
+    with open("/proc/locks") as f:
+        locks = W.parse_proc_locks(f.read())
+    return [lk["pid"] for lk in locks if lk["dev"] == dev and lk["ino"] == ino and lk["kind"] == "FLOCK"
+            and lk["access"] == "READ" and not lk["blocked"]]
+
+
+def test_reregistered_entry_carries_our_shared_lock_before_it_reads_disabled(host, builders):
+    """Issue 11: re-registered under a native lease (a new inode, enabled), the entry is
+    disabled again by the holder's re-assertion, which moves its LOCK_SH to the new inode
+    under the mutex *before* it writes 0. Taken after, a last out of another coordinator
+    (here PR #9769's test, back to back) could find no LOCK_SH in between and re-enable
+    while we run natively. Watched on every look: whenever the new inode reads disabled,
+    the holder's LOCK_SH is on it, and it is never enabled again during the lease."""
+    before = host.inst.snapshot()
+    a = open_native(host.window())
+    b = builders(host.inst)                               # joins: LOCK_SH on the first inode
+    spinner = LineProcess(host.inst.nsenter([sys.executable, "-c", LAST_OUT_LOOP, INNER_ENTRY]))
+    problems = []
+    try:
+        assert spinner.proc.stdout.readline().strip() == "spinning"
+        for rnd in range(8):
+            bm.unregister(ENTRY, host.path)
+            register_qemu_arm(host.path)                  # what update-binfmts does: new inode, enabled
+            new = host.ino()
+            disabled_at = None
+            end = time.time() + 10
+            while time.time() < end:
+                st = bm.entry_state(ENTRY, host.path)
+                assert st["ino"] == new
+                if not st["enabled"]:
+                    if disabled_at is None:
+                        disabled_at = time.time()
+                        if a["holder_pid"] not in _readers(host, new):
+                            problems.append("round %d: inode %d read disabled without our LOCK_SH on it"
+                                            % (rnd, new))
+                    elif time.time() - disabled_at > 6 * W.POLL:
+                        break
+                elif disabled_at is not None:
+                    problems.append("round %d: re-enabled %.3f s into the re-asserted lease"
+                                    % (rnd, time.time() - disabled_at))
+                    break
+            assert disabled_at is not None, "round %d: never re-asserted" % rnd
+    finally:
+        spinner.kill()
+    assert not problems, problems
+    events = [e["event"] for e in host.facts()["events"]]
+    assert events.count("entry_recreated") + events.count("entry_appeared") == 8   # (seen absent in between)
+    assert b.leave() == "kept"                            # its last out sees our LOCK_SH on the new inode
+    steady(host, "disabled")
+    c = host.window().close(a["lease_id"])
     assert c["restored"] and host.entry() == "enabled"
     assert host.inst.snapshot() == before
 
