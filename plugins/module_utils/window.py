@@ -71,8 +71,11 @@ tool left disabled) is decided and written under our own
 LOCK_EX|LOCK_NB on the entry (``_enable``), so no builder can take its
 LOCK_SH, find the entry disabled and start building between our look and our
 write: it waits for its LOCK_SH, then finds the entry enabled and disables it
-as first in. Only an unprivileged LOCK_SH (which keeps our LOCK_EX out and is
-not obeyed) leaves that look unguarded.
+as first in. An unprivileged LOCK_SH keeps our LOCK_EX out and is not obeyed:
+then /proc/locks and the owners' uids decide, the entry is enabled anyway and
+looked at again, and a builder's root LOCK_SH that appeared in between (it may
+have read ``disabled``: it takes its lock, then reads) gets the entry back
+disabled, its window deferring the restore.
 
 Instance-wide coordination (kernel objects every coordinator sees)
 ------------------------------------------------------------------
@@ -99,7 +102,8 @@ Records are per run dir; these belong to the binfmt_misc instance itself
   interact; the kernel drops both when the holder dies;
 - unprivileged lock holders: the entry file is world-readable, so anyone
   can flock it. Their locks are reported (pid, uid, command line: open
-  results' ``lock_holders_ignored`` and ``warning``, binfmt_info's
+  results' ``lock_holders_ignored`` and ``warning``, and a close's when it
+  restored despite them; the restore event; binfmt_info's
   ``lock_holders``), never obeyed: a non-root LOCK_SH is no window, and a
   non-root LOCK_EX that keeps a native holder's LOCK_SH out is not waited
   for (the holder keeps trying to take it).
@@ -409,6 +413,7 @@ class Window(object):
         self.dir = instance_dir
         self.mutex_min_wait = MUTEX_MIN_WAIT
         self._mutex_fd = None
+        self.ignored = []       # unprivileged lock holders the last re-enable did not obey (_enable)
 
     # -- files ---------------------------------------------------------------
     def _path(self, name):
@@ -505,16 +510,23 @@ class Window(object):
     def _enable(self, state, ours=(), markers=()):
         """Enable the entry (if present and disabled) unless a native window of another
         coordinator is open: returns None when done, else that window's lock holders.
+        Unprivileged lock holders that were not obeyed are left in ``self.ignored``.
 
         PR #9769 builders take no mutex: one could take its LOCK_SH, find the entry
         disabled and start building between a look and the write. So the look and
         the write happen under our own LOCK_EX|LOCK_NB on the entry: while we hold
         it no LOCK_SH can be taken (a builder's ``flock -s`` waits, then finds the
-        entry enabled and disables it as first in). When it cannot be had, the look
-        decides: a root-owned LOCK_SH not ours defers; a root LOCK_EX (a builder's
-        last-out test, milliseconds) is waited out for EXCLUSIVE_WAIT; locks of
-        unprivileged users (or of ``ours``) are not obeyed, and then only the look
-        guards the write."""
+        entry enabled and disables it as first in). When it cannot be had,
+        /proc/locks and the lock owners' uids decide, not the flock result: a
+        root-owned LOCK_SH not ours defers; a root LOCK_EX (a builder's last-out
+        test, milliseconds) is waited out for EXCLUSIVE_WAIT; a lock gone by the
+        time we looked is tried again; locks of unprivileged users (the entry is
+        world-readable) or of ``ours`` are not obeyed: the entry is enabled anyway,
+        then looked at again. A root LOCK_SH that appeared meanwhile is a builder
+        that may have read ``disabled`` (it takes its LOCK_SH, then reads): the
+        entry is given back to it disabled and its window is returned (deferred);
+        one that appears after that look reads ``enabled`` and disables it itself."""
+        self.ignored = []
         try:
             fd = bm.open_entry(self.entry, os.O_RDONLY, self.binfmt_misc)
         except OSError as exc:
@@ -527,17 +539,34 @@ class Window(object):
                 foreign = self.look(state, ours, markers)
                 if foreign["native"]:
                     return foreign["native"]
-                if not foreign["exclusive"] or time.time() >= end:
-                    break
-                try:                # a root LOCK_EX only: wait for it a little, then look again
-                    flock(fd, fcntl.LOCK_EX, min(end, time.time() + 0.05))
-                    break
-                except Timeout:
-                    pass
+                if foreign["exclusive"] and time.time() < end:
+                    try:            # a root LOCK_EX: wait for it a little, then look again
+                        flock(fd, fcntl.LOCK_EX, min(end, time.time() + 0.05))
+                        break
+                    except Timeout:
+                        continue
+                unobeyed = [h for h in foreign["unprivileged"] if not h["blocked"]]
+                if unobeyed or foreign["ours"] or time.time() >= end:
+                    return self._enable_unguarded(state, ours, markers, unobeyed)
+                time.sleep(0.001)   # whoever kept it out is gone already: try again
             self._apply(True)
             return None
         finally:
             os.close(fd)           # our LOCK_EX, if taken, goes with it
+
+    def _enable_unguarded(self, state, ours, markers, unobeyed):
+        """_enable without our LOCK_EX (locks that are not obeyed keep it out):
+        enable, then look again; a root LOCK_SH there now gets the entry back."""
+        wrote = self._apply(True)
+        after = self.look(state, ours, markers)
+        seen = dict((h["pid"], h) for h in unobeyed)
+        seen.update((h["pid"], h) for h in after["unprivileged"] if not h["blocked"])
+        self.ignored = [seen[pid] for pid in sorted(seen)]
+        if after["native"]:
+            if wrote:
+                self._apply(False)
+            return after["native"]
+        return None
 
     def entry_lock_holders(self):
         return lock_holders_of(self.entry_path)
@@ -578,6 +607,7 @@ class Window(object):
         locks (a probe rollback; a holder ending its own lease)."""
         target = restore_target(state)
         deferred = None
+        self.ignored = []
         if target:
             native = self._enable(state, ours, markers)
             if native:
@@ -596,10 +626,16 @@ class Window(object):
             self._event(state, "restore_deferred", lease=lease, detail="prior %s; entry now %s: %s" % (
                 describe_prior(state.get("prior")), describe_status(status), deferred))
         else:
-            self._event(state, why, lease=lease, detail="prior %s; entry now %s" % (
-                describe_prior(state.get("prior")), describe_status(status)))
+            self._event(state, why, lease=lease, detail="prior %s; entry now %s%s" % (
+                describe_prior(state.get("prior")), describe_status(status), self._ignored_text()))
         self._clear_window(state)
         return deferred
+
+    def _ignored_text(self):
+        if not self.ignored:
+            return ""
+        return ("; unprivileged lock holders not obeyed (they can neither block a window nor keep the entry "
+                "disabled): %s" % instance.describe(self.ignored))
 
     def look(self, state, extra_pids=(), extra_markers=()):
         """The instance as the other coordinators leave it (_window_instance.look):
@@ -1163,10 +1199,15 @@ class Window(object):
             result["reason"] = "restore deferred: " + deferred
         else:
             result = self._closed_result(state, lease_id, record, True, restored, before)
+        if restored and self.ignored:
+            result["lock_holders_ignored"] = self.ignored
+            result["warning"] = ("unprivileged processes hold locks on %s; they were not obeyed and the entry was "
+                                 "put back: %s" % (self.entry_path, instance.describe(self.ignored)))
         if save_error:
             result["warning"] = ("lease %s was closed%s, but %s; the next open or close, or binfmt_drift, "
-                                 "tidies them" % (lease_id, " and the entry put back" if restored else "",
-                                                  save_error))
+                                 "tidies them%s" % (lease_id, " and the entry put back" if restored else "",
+                                                    save_error, "; " + result["warning"] if result.get("warning")
+                                                    else ""))
         return result
 
     def _closed_result(self, state, lease_id, record, changed, restored, before, after=None):
@@ -1237,6 +1278,7 @@ class Window(object):
                 changed = True
             deferred = False
             if status["present"] and status["enabled"] != want:
+                self.ignored = []
                 native = self._enable(state) if want else None
                 if native:
                     deferred = True
@@ -1249,9 +1291,9 @@ class Window(object):
                 else:
                     if not want:
                         self._apply(False)
-                    self._event(state, "reasserted", lease=lease_id, detail="entry was %s behind our back; %s again"
+                    self._event(state, "reasserted", lease=lease_id, detail="entry was %s behind our back; %s again%s"
                                 % ("enabled" if status["enabled"] else "disabled",
-                                   "enabled" if want else "disabled"))
+                                   "enabled" if want else "disabled", self._ignored_text()))
                     changed = True
             if changed:
                 self.save(state)

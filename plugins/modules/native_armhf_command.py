@@ -300,6 +300,8 @@ def run(module):
                 "msg": "check mode: no window was opened and the command was not run"}
 
     lease = open_lease(win, p)
+    if lease.get("warning"):        # e.g. unprivileged lock holders on the entry, not obeyed
+        module.warn(lease["warning"])
     result = {"cmd": argv, "lease_id": lease["lease_id"], "mode": lease["mode"], "native": bool(lease["native"]),
               "reason": _command.lease_reason(lease, p["entry"]), "prior_state": lease.get("prior_state"),
               "restored": False}
@@ -342,6 +344,8 @@ def close_lease(module, win, lease_id, wait):
         module.warn("closing lease %s failed (%s); its holder ends it when this module exits"
                     % (lease_id, exc.message))
         return False
+    if closed.get("warning"):
+        module.warn(closed["warning"])
     return bool(closed.get("restored"))
 
 

@@ -199,7 +199,7 @@ lock_holders_ignored:
   description:
     - Unprivileged processes holding locks on the entry (pid, uid, cmdline, access). They are reported
       and never obeyed (they cannot block a window or keep the entry disabled); a warning names them too.
-  returned: when there are some
+  returned: when there are some, on an open, and on a close that put the entry back despite them
   type: list
   elements: dict
 prior_state:

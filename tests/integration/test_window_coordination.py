@@ -22,8 +22,8 @@ from ansible_env import collections_path
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
 from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
 
-from window_support import (ENTRY, INNER_ENTRY, Builder, Host, LineProcess, gone, register_qemu_arm, true_probe,
-                            wait_for)
+from window_support import (ENTRY, INNER_ENTRY, Builder, Host, LineProcess, flock_entry, gone, kill_group,
+                            register_qemu_arm, true_probe, wait_for)
 
 
 @pytest.fixture
@@ -236,6 +236,69 @@ def test_emulation_reassert_never_reenables_under_a_builder_arriving_meanwhile(h
     c = host.window().close(e["lease_id"])
     assert c["restored"] and host.entry() == "enabled"
     assert host.inst.snapshot() == before
+
+
+def _unprivileged_reader(host):
+    """A uid-65534 ``flock -s`` on the entry (world-readable), once /proc/locks shows it
+    granted; returns (its process, the pid holding the lock)."""
+    proc = flock_entry(host.inst, "-s", seconds=60, uid=65534)
+
+    def holder():
+        return [h["pid"] for h in host.window().entry_lock_holders() if h["uid"] == 65534 and not h["blocked"]]
+    wait_for(holder, timeout=5)
+    return proc, holder()[0]
+
+
+def test_unprivileged_shared_lock_does_not_keep_the_entry_disabled_and_is_reported(host):
+    """Issue 11: our LOCK_EX|LOCK_NB for the last-out restore fails under an unprivileged
+    LOCK_SH; /proc/locks and the owner's uid decide, not the flock result: the restore
+    happens, on a close and on a holder's own end (ttl), and the lock holder is named
+    (pid, uid, command line) in the close's result and in the restore event."""
+    before = host.inst.snapshot()
+    reader, pid = _unprivileged_reader(host)
+    try:
+        a = open_native(host.window())
+        assert host.entry() == "disabled"
+        c = host.window().close(a["lease_id"])
+        assert c["restored"] and host.entry() == "enabled"
+        ignored = c["lock_holders_ignored"]
+        assert [(h["pid"], h["uid"], h["access"]) for h in ignored] == [(pid, 65534, "READ")]
+        assert "sleep" in ignored[0]["cmdline"]
+        assert "pid %d uid 65534" % pid in c["warning"] and "not obeyed" in c["warning"]
+        ev = [e for e in host.facts()["events"] if e["event"] == "restored"][-1]
+        assert "pid %d uid 65534" % pid in ev["detail"]
+        b = open_native(host.window(), ttl=1)             # its holder ends it and restores
+        assert host.entry() == "disabled"
+        wait_for(lambda: host.entry() == "enabled", timeout=10)
+        wait_for(lambda: gone(b["holder_pid"]), timeout=5)
+        ev = [e for e in host.facts()["events"] if e["event"] == "restored"][-1]
+        assert ev["lease"] == b["lease_id"] and "pid %d uid 65534" % pid in ev["detail"]
+        assert host.facts()["lease_count"] == 0
+    finally:
+        kill_group(reader)
+    assert host.inst.snapshot() == before
+
+
+def test_unguarded_restore_never_reenables_under_a_builder_arriving_meanwhile(host, builder_at_reenable):
+    """Issue 11: under an unprivileged LOCK_SH our LOCK_EX cannot be had, so it cannot keep
+    a PR #9769 builder out while we restore. One that takes its LOCK_SH and reads
+    ``disabled`` just before our write builds natively: the look after the write sees its
+    root LOCK_SH and gives it the entry back, disabled (restore deferred)."""
+    reader, dummy = _unprivileged_reader(host)
+    try:
+        a = open_native(host.window())
+        c = host.window().close(a["lease_id"])
+        b = builder_at_reenable[0]
+        b.settle()
+        assert not c["restored"] and "deferred" in c["reason"]
+        assert host.entry() == "disabled"                 # it builds natively
+        steady(host, "disabled")
+        assert b.leave() == "kept"                        # PR #9769's last-out test fails under the reader
+        assert host.entry() == "disabled"
+        assert host.window().reenable() is None           # binfmt_drift's enable: the reader keeps nothing
+        assert host.entry() == "enabled"
+    finally:
+        kill_group(reader)
 
 
 # A PR #9769 builder's last-out test, run back to back at machine speed (its shell runs
