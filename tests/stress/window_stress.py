@@ -35,9 +35,11 @@ one that sees it with no builder about, or stays disabled, is a violation.
 
     python tests/stress/window_stress.py --workers 64 --cycles 2000 --kill-rate 0.05 --run-dirs 2 --builders 4
 
-Runs as root (Linux >= 6.7). The machine's global binfmt_misc is never used.
+Runs as root (Linux >= 6.7). The machine's global binfmt_misc is never used. SIGINT, SIGTERM
+or SIGHUP stop it cleanly: no builder shell, worker or holder is left running.
 """
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -248,14 +250,53 @@ def pct(values, p):
     return values[min(len(values) - 1, int(round(p / 100.0 * (len(values) - 1))))]
 
 
+class Interrupted(Exception):
+    """SIGTERM or SIGHUP reached the stress run (main() turns them into this)."""
+
+
+def _interrupted(signum, frame):
+    raise Interrupted("signal %d" % signum)
+
+
+@contextlib.contextmanager
+def _cleanup():
+    """Yields a dict the run fills with what it starts; on the way out, however the
+    run ends (done, an error, SIGINT, SIGTERM), stops whatever of it still runs:
+    the PR #9769 builder shells (each leads its own process group: the flock, head
+    and sleep it runs go with it; else they keep looping, a stop file never comes),
+    workers and the observer, and lease holders of the run dirs."""
+    started = {"shells": [], "procs": [], "dirs": [], "stopfile": None}
+    try:
+        yield started
+    finally:
+        for shell in started["shells"]:
+            if shell.poll() is None:
+                try:
+                    os.killpg(shell.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            shell.wait()
+        for p in started["procs"]:
+            if p.pid is not None and p.is_alive():
+                p.kill()
+                p.join()
+        for d in started["dirs"]:
+            for pid in processes_using(d):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+
+
 def run(workers=8, cycles=25, kill_rate=0.05, native_share=0.7, hold_ms=20, prior_enabled=True,
         verbose=True, progress=30.0, run_dirs=1, builders=0):
     """Run one stress round; returns the summary dict (``ok`` says all is well)."""
     ctx = multiprocessing.get_context("fork")
     started = time.time()
-    with Instance() as inst:
+    with Instance() as inst, _cleanup() as mine:
         run_dir = tempfile.mkdtemp(prefix="nativearm-stress-")
         dirs = [run_dir] + [tempfile.mkdtemp(prefix="nativearm-stress-") for dummy in range(run_dirs - 1)]
+        mine["dirs"] = dirs
         magic, mask, offset = preset("arm")
         bm.register(bm.make_definition(ENTRY, "/usr/bin/qemu-arm-static", magic=magic, mask=mask,
                                        offset=offset, flags="F"), inst.path)
@@ -265,16 +306,20 @@ def run(workers=8, cycles=25, kill_rate=0.05, native_share=0.7, hold_ms=20, prio
         out = ctx.Queue()
         stop = ctx.Event()
         obs = ctx.Process(target=observer, args=(inst.path, dirs, prior, stop, out, builders))
+        mine["procs"].append(obs)
         obs.start()
         stopfile = os.path.join(run_dir, "builders.stop")
         logs = [os.path.join(run_dir, "builder-%d.log" % i) for i in range(builders)]
-        shells = [subprocess.Popen(inst.nsenter(["sh", "-c", PR9769_BUILDER_LOOP, "pr9769-builder",
-                                                 "/proc/sys/fs/binfmt_misc/" + ENTRY, stopfile, log]))
-                  for log in logs]
+        shells = mine["shells"]
+        for log in logs:
+            shells.append(subprocess.Popen(inst.nsenter(["sh", "-c", PR9769_BUILDER_LOOP, "pr9769-builder",
+                                                         "/proc/sys/fs/binfmt_misc/" + ENTRY, stopfile, log]),
+                                           start_new_session=True))
         done = ctx.Value("l", 0)
         procs = [ctx.Process(target=worker, args=(i, inst.path, dirs[i % len(dirs)], cycles, kill_rate,
                                                   native_share, hold_ms, out, done, builders))
                  for i in range(workers)]
+        mine["procs"].extend(procs)
         for p in procs:
             p.start()
         results = {}
@@ -361,8 +406,14 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.builders and args.prior != "enabled":
         ap.error("--builders: PR #9769 builders always re-enable qemu-arm; use --prior enabled")
-    summary = run(args.workers, args.cycles, args.kill_rate, args.native_share, args.hold_ms,
-                  args.prior == "enabled", run_dirs=max(1, args.run_dirs), builders=args.builders)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupted)
+    try:
+        summary = run(args.workers, args.cycles, args.kill_rate, args.native_share, args.hold_ms,
+                      args.prior == "enabled", run_dirs=max(1, args.run_dirs), builders=args.builders)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        print("interrupted (%s): builders, workers and holders stopped" % (str(exc) or "SIGINT"), flush=True)
+        return 130
     print("cycles %d (native %d, emulation %d), kills %d, violations %d, errors %d, final %s vs prior %s: %s"
           % (summary["cycles"], summary["native"], summary["emulation"], summary["kills"],
              summary["violations"], summary["errors"], summary["final"], summary["prior"],
