@@ -120,6 +120,13 @@ options:
         and renamed over the name. A symlink at O(report) itself is refused before anything changes
         (never followed, never replaced).
     type: path
+  fail_on_drift:
+    description:
+      - Fail when drift remains after the run (in check mode, when any drift is found), after the
+        remediation and the report, with a message naming what remains. The result still holds
+        RV(drift), RV(remaining) and RV(report).
+    type: bool
+    default: false
   descriptor_dirs:
     description:
       - Directories searched for packaged descriptors (binfmt-support format in C(binfmts) dirs,
@@ -197,6 +204,14 @@ report:
     the same content is written to O(report) outside check mode.
   returned: always
   type: dict
+ansible_facts:
+  description: Facts this module sets on the host (not when the task fails).
+  returned: always
+  type: dict
+  contains:
+    binfmt_drift_report:
+      description: The same as RV(report), as the fact C(binfmt_drift_report).
+      type: dict
 desired_source:
   description: Where the desired entries came from, C(entries) or the path of O(desired_state_file).
   returned: always
@@ -244,6 +259,7 @@ def build_module():
             window=dict(type="bool", default=True),
             window_entry=dict(type="str", default="qemu-arm"),
             report=dict(type="path"),
+            fail_on_drift=dict(type="bool", default=False),
             binfmt_misc=dict(type="path", default=binfmt_misc.DEFAULT_PATH),
             run_dir=dict(type="path", default="/run/nativearm-binfmt"),
             descriptor_dirs=dict(type="list", elements="path",
@@ -338,6 +354,7 @@ def run(module):
     }
     result = dict(changed=any(i["fixed"] for i in items), drift=items, remaining=remaining, report=report,
                   window=report["window"], desired_source=source,
+                  ansible_facts=dict(binfmt_drift_report=report),
                   diff=dict(before={i["name"]: i["actual"] for i in items if i["kind"] not in window_health.KINDS},
                             after={i["name"]: i["expected"] for i in items if i["kind"] not in window_health.KINDS}))
     if p["report"] and not module.check_mode:
@@ -349,6 +366,10 @@ def run(module):
     if errors:
         raise Failure("remediation failed for %s" % ", ".join(
             "%s (%s: %s)" % (i["name"], i["kind"], i["error"]) for i in errors), **result)
+    if p["fail_on_drift"] and remaining:
+        raise Failure("binfmt drift remains%s: %s (fail_on_drift is set)" % (
+            " (check mode: reported only)" if module.check_mode else "",
+            "; ".join(i["message"] for i in remaining)), **result)
     return result
 
 

@@ -474,6 +474,24 @@ def test_enabled_yes_from_a_survey_is_taken_as_a_bool(provisioned, tmp_path):
     assert bm.read_entry("qemu-arm", provisioned.path)["enabled"] is True
 
 
+def test_fail_on_drift_fails_the_host_after_fixing_nothing_in_check_mode_and_still_prints_the_table(
+        provisioned, tmp_path):
+    bm.set_enabled("qemu-arm", False, provisioned.path)
+    before = provisioned.snapshot()
+    extra = base_vars(tmp_path, binfmt_drift_fail_on_drift=True)
+    proc, results = playbook("remediate", provisioned, extra, check=True)
+    assert recap(proc)["failed"] == 1 and recap(proc)["changed"] == 0, proc.stdout[-3000:]
+    failure = [m for m in messages(results) if m.startswith("binfmt drift remains")]
+    assert failure and "check mode" in failure[0] and "qemu-arm is disabled" in failure[0], messages(results)
+    table = fleet_table(results)                       # printed after the failure all the same
+    assert table[2].split()[:5] == ["localhost", "1", "0", "1", "failed:"], table
+    assert provisioned.snapshot() == before
+    proc, results = playbook("remediate", provisioned, extra)  # fixed: nothing remains, no failure
+    assert recap(proc)["failed"] == 0 and recap(proc)["changed"] == 1, proc.stdout[-3000:]
+    assert fleet_table(results)[2].split() == ["localhost", "1", "1", "0"]
+    assert drift_facts(results)[0]["fixed"] == 1
+
+
 @pytest.mark.parametrize("entries, words", [
     ([{"name": "qemu-nonsense"}], "unknown entry name 'qemu-nonsense'"),
     ([{"name": "qemu-arm", "flags": "Q", "interpreter": "/usr/bin/qemu-arm-static"}], "entries[0].flags"),
