@@ -162,13 +162,15 @@ def test_second_remediate_changes_nothing_anywhere(fleet):
 def test_the_armhf_build_ran_on_every_host(fleet):
     run = fleet.runs["build"]
     assert run.proc.returncode == 0, run.tail()
-    said = {r["_host"]: r["msg"] for r in run.results
-            if isinstance(r.get("msg"), str) and "the armhf build ran" in r["msg"]}
-    assert sorted(said) == fleet.names, run.tail()
-    for name, msg in said.items():
-        assert "hello from a 32-bit ARM (armhf) binary" in msg, (name, msg)
+    tables = [r["msg"] for r in run.results if isinstance(r.get("msg"), list)
+              and any(str(line).startswith("armhf build on ") for line in r["msg"])]
+    assert len(tables) == 1, run.tail()   # once for the fleet, not once per host
+    said = {line.split()[3].rstrip(":"): line for line in tables[0] if line.startswith("armhf build on ")}
+    assert sorted(said) == fleet.names, tables
+    for name, line in said.items():
+        assert "succeeded" in line and "output: hello from a 32-bit ARM (armhf) binary" in line, (name, line)
         if os.uname().machine == "x86_64":
-            assert "EMULATED under qemu-arm" in msg, (name, msg)
+            assert "EMULATED (qemu-arm)" in line, (name, line)
 
 
 def test_serial_batches_each_print_the_hosts_checked_so_far(fleet):

@@ -38,7 +38,15 @@ def recap(proc):
 
 
 def messages(results):
-    return [r.get("msg") for r in results if isinstance(r.get("msg"), str)]
+    """Every message, a list message (a table) line by line."""
+    found = []
+    for r in results:
+        msg = r.get("msg")
+        if isinstance(msg, str):
+            found.append(msg)
+        elif isinstance(msg, list):
+            found.extend(m for m in msg if isinstance(m, str))
+    return found
 
 
 def hide_descriptors(instance):
@@ -231,11 +239,11 @@ def test_demo_build_in_a_window_says_how_it_ran_and_restores(provisioned, tmp_pa
     before = provisioned.snapshot()
     proc, results = playbook("build", provisioned, base_vars(tmp_path))
     assert recap(proc)["failed"] == 0, proc.stdout[-4000:]
-    said = [m for m in messages(results) if "the armhf build ran" in m]
-    assert len(said) == 1
-    assert "hello from a 32-bit ARM (armhf) binary" in said[0]
+    said = [m for m in messages(results) if m.startswith("armhf build on")]
+    assert len(said) == 1, messages(results)
+    assert "succeeded" in said[0] and "output: hello from a 32-bit ARM (armhf) binary" in said[0], said
     if MACHINE == "x86_64":
-        assert "EMULATED under qemu-arm" in said[0] and "x86_64" in said[0]
+        assert "EMULATED (qemu-arm)" in said[0] and "x86_64" in said[0]
     assert provisioned.snapshot() == before
     info = run_module("binfmt_info", {"probe": False, "run_dir": str(tmp_path / "run")},
                       wrap=provisioned.nsenter)
@@ -303,9 +311,9 @@ def test_native_window_build_reports_why_it_ran_natively(provisioned, tmp_path):
     proc, results = playbook("build", provisioned, base_vars(
         tmp_path, native_armhf_build_command=command, native_armhf_build_probe=["/bin/true"]))
     assert recap(proc)["failed"] == 0, proc.stdout[-3000:]
-    said = [m for m in messages(results) if "the armhf build ran" in m][0]
-    assert "ran NATIVELY" in said and "Output: disabled" in said, said
-    assert "Why: native window: qemu-arm was disabled while the command ran" in said, said
+    said = [m for m in messages(results) if m.startswith("armhf build on")][0]
+    assert "ran NATIVE" in said and "output: disabled" in said, said
+    assert "why: native window: qemu-arm was disabled while the command ran" in said, said
     assert "could not be opened" not in said
     assert provisioned.snapshot() == before
 
@@ -517,8 +525,8 @@ def test_async_build_longer_than_a_poll_interval(provisioned, tmp_path, isolatio
         native_armhf_build_environment={"STAGE": "done"},
         native_armhf_build_isolation=isolation, native_armhf_build_async=120, native_armhf_build_poll=1))
     assert recap(proc)["failed"] == 0, proc.stdout[-3000:]
-    said = [m for m in messages(results) if "the armhf build ran" in m][0]
-    assert "async-done" in said
+    said = [m for m in messages(results) if m.startswith("armhf build on")][0]
+    assert "succeeded" in said and "output: async-done" in said, said
     assert provisioned.snapshot() == before
 
 
