@@ -355,7 +355,7 @@ def test_build_task_file_in_a_native_window_gets_the_linux32_prefix_and_a_connec
     assert len(owners) == 2 and owners[0] == owners[1], owners
     assert owners[0]["kind"] == "local" and "ansible-playbook" in owners[0]["cmdline"]
     said = [m for m in messages(results) if m.startswith("armhf build on")][0]
-    assert "ran NATIVE (linux32: uname -m says armv8l)" in said, said
+    assert "ran NATIVELY (linux32: uname -m says armv8l)" in said, said
     assert provisioned.snapshot() == before
 
 
