@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The parts of ``native_armhf_command`` that are not the window.
 
-Pure functions (argument checks, the reason and the tier of a lease, output
+Pure functions (argument checks, the reason of a lease, output
 lines) raise :class:`CommandError`; the personality value and the ``probe``
 option are ``probe.py``'s (one place each); ``run`` is the one
 I/O edge: it starts the command (optionally under PER_LINUX32, as
@@ -102,14 +102,6 @@ def lease_reason(lease, entry):
         return lease["reason"]
     return ("mode emulation was asked for: %s was kept enabled, so armhf programs ran under qemu-arm"
             % entry)
-
-
-def lease_tier(lease, descriptor_found):
-    """The tier (window.decide_tier) of an open result; ``descriptor_found`` is
-    asked only when it matters (a callable, so no descriptor is read for a native lease)."""
-    from ansible_collections.nativearm.binfmt.plugins.module_utils.window import decide_tier
-    native, present = lease.get("native"), lease.get("entry_present")
-    return decide_tier(native, present, bool(not native and present and descriptor_found()))
 
 
 def start_failure(argv, exc, native):

@@ -18,8 +18,8 @@ import os
 import re
 
 from ansible_collections.nativearm.binfmt.plugins.module_utils._window_records import LEASE_ID_PATTERN, WindowError
-
-TIERS = ("packaged_descriptor", "registered_entry", "native_probe", "qemu_fallback")
+# the tier has one definition, in tier.py; re-exported for window.py
+from ansible_collections.nativearm.binfmt.plugins.module_utils.tier import TIERS, decide_tier  # noqa: F401 pylint: disable=unused-import
 
 _LEASE_ID = re.compile(r"^%s$" % LEASE_ID_PATTERN)
 
@@ -69,17 +69,6 @@ def admissible(state, mode, seq=None, ignore_fairness=False, foreign=None):
         if waiter["mode"] != mode and (seq is None or waiter["seq"] < seq):
             return False, "fairness"
     return True, None
-
-
-def decide_tier(native, entry_present, descriptor_found):
-    """Which detection path decided (after Armbian PR #117's four tiers)."""
-    if native:
-        return "native_probe"
-    if entry_present and descriptor_found:
-        return "packaged_descriptor"
-    if entry_present:
-        return "registered_entry"
-    return "qemu_fallback"
 
 
 def restore_target(state):

@@ -15,7 +15,8 @@ description:
     persistent descriptor (binfmt-support files, systemd binfmt.d files) with its owning package
     where dpkg knows it, the host architecture, kernel and page size, the C(abi.*) sysctls, whether
     the kernel runs armhf natively, and the state of native armhf windows (leases, mode, prior
-    state, events, and every process holding a lock on the entry, from C(/proc/locks)).
+    state, events, and every process holding a lock on the entry, from C(/proc/locks)), and the tier
+    (RV(tier)) that decides how armhf programs run here.
   - Whether armhf can run natively is decided by checks that write nothing and never touch an entry,
     in this order - the host architecture (only aarch64, armv7l and armv8l can); on arm64
     C(personality(PER_LINUX32)), which fails with EINVAL when the CPU has no 32-bit EL0; the page
@@ -79,9 +80,9 @@ EXAMPLES = r"""
   nativearm.binfmt.binfmt_info:
   register: binfmt
 
-- name: Say whether this host runs armhf natively
+- name: Say whether this host runs armhf natively, and which tier provides qemu-arm
   ansible.builtin.debug:
-    msg: "native armhf: {{ binfmt.native_armhf.native }} ({{ binfmt.native_armhf.reason }})"
+    msg: "native armhf: {{ binfmt.native_armhf.native }} ({{ binfmt.native_armhf.reason }}); tier {{ binfmt.tier.name }}"
 
 - name: Warn about a stale window or unusable window records (binfmt_drift repairs them)
   ansible.builtin.debug:
@@ -140,6 +141,24 @@ native_armhf:
   type: dict
   sample: {native: false, method: page_size, arch: aarch64, page_size: 16384, aarch32_el0: true,
            reason: "page size 16384: the armhf libc's 4K-aligned segments cannot load ...", probe: null}
+tier:
+  description:
+    - How 32-bit ARM programs run on this host, for O(window_entry) - the detection path that decides
+      (after Armbian PR 117), the one definition that the C(nativearm.binfmt.build_host) role acts on and
+      that M(nativearm.binfmt.native_armhf_window) and M(nativearm.binfmt.native_armhf_command) report.
+    - C(name) is the first that holds of V(packaged_descriptor) (a usable descriptor registers the entry -
+      parsed, not masked, not overridden - whether or not the kernel has loaded it), V(registered_entry)
+      (the entry is registered and no descriptor defines it), V(native_probe) (nothing registers it and
+      C(native_armhf.native) is true), V(qemu_fallback) (nothing registers it and armhf does not run
+      natively, or that is not known, for example with O(probe=false)).
+    - What exists decides before the probe, so a native-capable host whose qemu-arm comes from a package is
+      V(packaged_descriptor); whether armhf runs natively is RV(native_armhf).
+    - C(reason) says what was found; C(descriptor) is the path of the descriptor that decided, else null.
+  returned: always
+  type: dict
+  sample: {name: packaged_descriptor, descriptor: /usr/share/binfmts/qemu-arm,
+           reason: "a descriptor registers qemu-arm: /usr/share/binfmts/qemu-arm (package qemu-user-static);
+             the kernel entry is registered, enabled"}
 window:
   description:
     - The native armhf window on O(window_entry). Includes C(lease_count) and C(leases) (id, mode,
@@ -169,6 +188,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
 from ansible_collections.nativearm.binfmt.plugins.module_utils import descriptors, probe
+from ansible_collections.nativearm.binfmt.plugins.module_utils.tier import tier_fact
 from ansible_collections.nativearm.binfmt.plugins.module_utils.window import DEFAULT_RUN_DIR, window_facts
 
 ABI_DIR = "/proc/sys/abi"
@@ -219,15 +239,16 @@ def run(module):
     native = native_armhf(path, p["probe_command"], host) if p["probe"] else None
     host["aarch32_el0"] = native["aarch32_el0"] if native else probe.aarch32_el0_fact(host["machine"])
     window = window_facts(p["window_entry"], path, p["run_dir"])
+    found = descriptors.scan_descriptors(p["binfmts_dir"], p["binfmt_d_dirs"], module.get_bin_path("dpkg-query"))
     module.exit_json(
         changed=False,
         binfmt_misc=dict(path=path, mounted=mounted, enabled=bm.read_status(path) if mounted else None),
         entries=entries,
-        descriptors=descriptors.scan_descriptors(p["binfmts_dir"], p["binfmt_d_dirs"],
-                                                 module.get_bin_path("dpkg-query")),
+        descriptors=found,
         host=host,
         abi=read_abi(),
         native_armhf=native,
+        tier=tier_fact(p["window_entry"], entries.get(p["window_entry"]), found, native),
         window=window,
     )
 

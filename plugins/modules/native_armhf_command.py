@@ -183,8 +183,10 @@ reason:
   type: str
   sample: "native window: qemu-arm was disabled while the command ran; the probe ran natively (exit status 0)"
 tier:
-  description: Which detection path decided (V(native_probe), V(packaged_descriptor), V(registered_entry),
-    V(qemu_fallback)), as M(nativearm.binfmt.native_armhf_window) reports it.
+  description: Which detection path decides (V(packaged_descriptor), V(registered_entry), V(native_probe),
+    V(qemu_fallback)), as M(nativearm.binfmt.native_armhf_window) reports it (the definition of
+    RV(nativearm.binfmt.binfmt_info#module:tier.name), with this lease's RV(native)). Whether the command
+    ran natively is RV(native).
   returned: when a window was opened
   type: str
   sample: native_probe
@@ -232,6 +234,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nativearm.binfmt.plugins.module_utils import window
 from ansible_collections.nativearm.binfmt.plugins.module_utils import _command
 from ansible_collections.nativearm.binfmt.plugins.module_utils._command import CommandError
+from ansible_collections.nativearm.binfmt.plugins.module_utils.descriptors import find_descriptor
+from ansible_collections.nativearm.binfmt.plugins.module_utils.tier import lease_tier
 
 
 def build_module():
@@ -279,11 +283,6 @@ def open_lease(win, p):
         raise CommandError("the window could not be opened: %s" % exc.message, lock_holders=exc.holders)
 
 
-def has_descriptor(entry):
-    from ansible_collections.nativearm.binfmt.plugins.module_utils.descriptors import find_descriptor
-    return bool(find_descriptor(entry, dpkg_query=None))
-
-
 def run(module):
     p = module.params
     argv = _command.command_argv(p["argv"], p["cmd"])
@@ -306,7 +305,7 @@ def run(module):
               "reason": _command.lease_reason(lease, p["entry"]), "prior_state": lease.get("prior_state"),
               "restored": False}
     try:
-        result["tier"] = _command.lease_tier(lease, lambda: has_descriptor(p["entry"]))
+        result["tier"] = lease_tier(lease, p["entry"], find_descriptor(p["entry"], dpkg_query=None))
         linux32 = bool(p["linux32"] and lease["mode"] == "native")
         try:
             outcome = _command.run(argv, chdir=chdir, env=env, linux32=linux32,

@@ -102,10 +102,13 @@ notes:
   - "qemu-arm absent: nothing is disabled, the probe still runs and RV(tier) is reported; a registration
     that appears mid-window is put in the window's mode by the holders and, at the end, left as its
     registrant made it."
-  - "RV(tier) (after Armbian PR 117): V(native_probe) the native probe succeeded; otherwise emulation is
-    used and V(packaged_descriptor) says the entry is registered and a descriptor exists,
-    V(registered_entry) registered without a descriptor, V(qemu_fallback) nothing registered (qemu
-    must be registered, see the build_host role)."
+  - "RV(tier) (after Armbian PR 117) is the one definition that M(nativearm.binfmt.binfmt_info) returns and
+    the build_host role acts on, with this lease's RV(native): V(packaged_descriptor) a usable descriptor
+    registers the entry, V(registered_entry) the entry is registered without one, V(native_probe) nothing
+    registers it and the lease is native, V(qemu_fallback) nothing registers it and the lease is not
+    native (qemu must be registered, see the build_host role). What exists decides before the probe, so a
+    native lease on a host whose qemu-arm comes from a package is V(packaged_descriptor); RV(native) says
+    that it ran natively."
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -208,10 +211,13 @@ prior_state:
   type: str
   sample: enabled
 tier:
-  description: Which detection path decided (V(packaged_descriptor), V(registered_entry), V(native_probe), V(qemu_fallback)).
+  description:
+    - Which detection path decides (V(packaged_descriptor), V(registered_entry), V(native_probe), V(qemu_fallback)),
+      as RV(nativearm.binfmt.binfmt_info#module:tier.name) defines it, with this lease's RV(native) as the native answer
+      (see the notes). Whether the lease runs natively is RV(native).
   returned: when state is open
   type: str
-  sample: native_probe
+  sample: packaged_descriptor
 reason:
   description:
     - Why the lease is not native (the capability check, a probe failure, emulation leases held past
@@ -303,18 +309,12 @@ def run(module):
     result = win.open(mode=p["mode"], lease_id=p["lease_id"], ttl=p["ttl"], owner_pid=owner_pid,
                       wait=p["wait"], on_unsupported=p["on_unsupported"], probe=probe,
                       check_mode=module.check_mode, capability=lambda: window.host_capability(argv))
-    # the descriptor only decides the tier when the lease is not native (and the entry is registered)
-    descriptor = bool(not result.get("native") and result.get("entry_present") and has_descriptor(p["entry"]))
-    result["tier"] = window.decide_tier(result.get("native"), result.get("entry_present"), descriptor)
+    from ansible_collections.nativearm.binfmt.plugins.module_utils.descriptors import find_descriptor
+    from ansible_collections.nativearm.binfmt.plugins.module_utils.tier import lease_tier
+    result["tier"] = lease_tier(result, p["entry"], find_descriptor(p["entry"], dpkg_query=None))
     if owner is not None:
         result["owner"] = owner
     return result
-
-
-def has_descriptor(entry):
-    """A packaged or admin descriptor (binfmt-support or binfmt.d) registers ``entry``."""
-    from ansible_collections.nativearm.binfmt.plugins.module_utils.descriptors import find_descriptor
-    return bool(find_descriptor(entry, dpkg_query=None))
 
 
 def main():

@@ -148,3 +148,62 @@ def test_corrupt_records_reported_not_moved(instance, tmp_path):
     assert seen["_status"] == "ok" and seen["changed"] is False, seen.get("msg")
     assert seen["window"]["corrupt"]["path"] == state and "binfmt_drift" in seen["window"]["corrupt"]["message"]
     assert _records(run_dir) == records
+
+
+def test_tier_is_decided_by_what_exists_before_the_probe(instance, tmp_path):
+    """binfmt_info's tier (tier.py, what build_host acts on), one instance state after another.
+    The tests' capability hook lets /bin/true stand in for a kernel that runs armhf natively."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    binfmts = tmp_path / "binfmts"
+    binfmts.mkdir()
+    binfmt_d = tmp_path / "binfmt.d"
+    binfmt_d.mkdir()
+    dirs = {"binfmts_dir": str(empty), "binfmt_d_dirs": [str(empty)]}
+
+    def tier(**args):
+        args.setdefault("run_dir", str(tmp_path / "run"))
+        result = run_module("binfmt_info", dict(dirs, **args), wrap=instance.nsenter, env={CAPABILITY_ENV: "probe"})
+        assert result["_status"] == "ok" and result["changed"] is False, result
+        return result["tier"]
+
+    before = instance.snapshot()
+    native = tier(probe_command=["/bin/true"])
+    assert native["name"] == "native_probe" and native["descriptor"] is None
+    assert native["reason"].startswith("nothing registers qemu-arm and armhf runs natively")
+    fallback = tier(probe_command=["/bin/false"])
+    assert fallback["name"] == "qemu_fallback" and "does not run natively" in fallback["reason"]
+    assert tier(probe=False)["reason"].endswith("the native armhf probe was not run")
+    assert instance.snapshot() == before
+
+    # a descriptor the kernel has not loaded: tier 1 (build_host loads it), even where armhf runs natively
+    (binfmts / "qemu-arm").write_text("package qemu-user-static\ninterpreter /usr/bin/qemu-arm-static\n"
+                                      "magic \\x7fELF\\x01\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
+                                      "\\x02\\x00\\x28\\x00\noffset 0\ncredentials no\npreserve no\nfix_binary yes\n")
+    packaged = tier(probe_command=["/bin/true"], binfmts_dir=str(binfmts))
+    assert packaged["name"] == "packaged_descriptor" and packaged["descriptor"] == str(binfmts / "qemu-arm")
+    assert packaged["reason"].endswith("the kernel entry is not loaded")
+
+    # registered without a descriptor: tier 2, whatever the probe would say
+    register_qemu_arm(instance, enabled=False)
+    registered = tier(probe_command=["/bin/true"])
+    assert registered["name"] == "registered_entry" and "(disabled, interpreter /usr/bin/qemu-arm-static)" in \
+        registered["reason"]
+    # a masked binfmt.d file gives nothing to load: still tier 2
+    os.symlink(os.devnull, str(binfmt_d / "qemu-arm.conf"))
+    assert tier(binfmt_d_dirs=[str(binfmt_d)])["name"] == "registered_entry"
+    # registered and a descriptor: tier 1
+    assert tier(binfmts_dir=str(binfmts))["name"] == "packaged_descriptor"
+    # the window entry asked for decides which entry the tier is about
+    assert tier(window_entry="qemu-armeb", probe_command=["/bin/false"])["name"] == "qemu_fallback"
+    assert bm.read_entry("qemu-arm", instance.path)["enabled"] is False      # nothing changed
+
+
+def test_tier_of_the_host_descriptors(instance, tmp_path):
+    """With the host's own descriptor directories, as build_host reads them."""
+    packaged = os.path.exists("/usr/share/binfmts/qemu-arm") or os.path.exists("/usr/lib/binfmt.d/qemu-arm.conf")
+    register_qemu_arm(instance)
+    result = info(instance, tmp_path)["tier"]
+    assert result["name"] == ("packaged_descriptor" if packaged else "registered_entry"), result
+    if packaged:
+        assert result["descriptor"] in ("/usr/share/binfmts/qemu-arm", "/usr/lib/binfmt.d/qemu-arm.conf")

@@ -89,7 +89,8 @@ def test_native_window_runs_the_command_under_linux32_with_qemu_arm_disabled(hos
     script = "uname -m; head -n1 /proc/sys/fs/binfmt_misc/qemu-arm"
     r = command(host, argv=["sh", "-c", script], probe=["/bin/true"])
     assert r["_status"] == "ok" and r["rc"] == 0, r
-    assert r["native"] is True and r["mode"] == "native" and r["tier"] == "native_probe" and r["linux32"]
+    assert r["native"] is True and r["mode"] == "native" and r["linux32"]
+    assert r["tier"] in ("packaged_descriptor", "registered_entry")    # qemu-arm is registered: not tier 3
     assert r["stdout_lines"] == [LINUX32_MACHINE, "disabled"], r["stdout_lines"]
     assert r["reason"].startswith("native window: qemu-arm was disabled while the command ran")
     assert r["restored"] is True

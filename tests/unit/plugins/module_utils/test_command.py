@@ -65,15 +65,6 @@ def test_lease_reason():
     assert C.lease_reason(asked, "qemu-arm").startswith("mode emulation was asked for")
 
 
-def test_lease_tier_asks_for_the_descriptor_only_when_it_matters():
-    def never():
-        raise AssertionError("descriptor looked up for a native lease")
-    assert C.lease_tier({"native": True, "entry_present": True}, never) == "native_probe"
-    assert C.lease_tier({"native": False, "entry_present": False}, never) == "qemu_fallback"
-    assert C.lease_tier({"native": False, "entry_present": True}, lambda: True) == "packaged_descriptor"
-    assert C.lease_tier({"native": False, "entry_present": True}, lambda: False) == "registered_entry"
-
-
 def test_start_failure():
     assert C.start_failure(["nope"], OSError(errno.ENOENT, "No such file or directory"), False) == (
         127, "the command could not be started: nope: No such file or directory")

@@ -1,5 +1,5 @@
 """_window_rules: admission and fairness, the entry state each mode needs,
-tiers, restore targets, stale windows, lease ids, the result shape."""
+restore targets, stale windows, lease ids, the result shape."""
 import pytest
 
 from ansible_collections.nativearm.binfmt.plugins.module_utils import _window_records as R
@@ -60,19 +60,6 @@ def test_no_deadlock_between_two_waiters():
 def test_desired_enabled():
     assert W.desired_enabled("native") is False
     assert W.desired_enabled("emulation") is True
-
-
-@pytest.mark.parametrize("native, present, descriptor, tier", [
-    (True, True, True, "native_probe"),
-    (True, False, False, "native_probe"),
-    (False, True, True, "packaged_descriptor"),
-    (False, True, False, "registered_entry"),
-    (False, False, True, "qemu_fallback"),
-    (None, False, False, "qemu_fallback"),
-])
-def test_decide_tier(native, present, descriptor, tier):
-    assert W.decide_tier(native, present, descriptor) == tier
-    assert tier in W.TIERS
 
 
 def test_restore_target():
