@@ -18,8 +18,6 @@ import os
 import re
 
 from ansible_collections.nativearm.binfmt.plugins.module_utils._window_records import LEASE_ID_PATTERN, WindowError
-# the tier has one definition, in tier.py; re-exported for window.py
-from ansible_collections.nativearm.binfmt.plugins.module_utils.tier import TIERS, decide_tier  # noqa: F401 pylint: disable=unused-import
 
 _LEASE_ID = re.compile(r"^%s$" % LEASE_ID_PATTERN)
 

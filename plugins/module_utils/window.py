@@ -309,7 +309,7 @@ from ansible_collections.nativearm.binfmt.plugins.module_utils._window_records i
     add_event, corrupt_files, empty_state, instance_key, load_state, lock_name_lease, lock_path, new_lock_name,
     open_private, salvage_prior, save_state, secure_dir, write_private)
 from ansible_collections.nativearm.binfmt.plugins.module_utils._window_rules import (  # noqa: F401 pylint: disable=unused-import
-    TIERS, admissible, decide_tier, describe_prior, describe_status, desired_enabled, lease_result, new_lease_id,
+    admissible, describe_prior, describe_status, desired_enabled, lease_result, new_lease_id,
     prior_text, restore_target, short_probe, stale_restore_refusal, validate_lease_id)
 from ansible_collections.nativearm.binfmt.plugins.module_utils._window_proc import (  # noqa: F401 pylint: disable=unused-import
     Timeout, boot_id, describe_lock_holders, flock, kill_recorded, lock_holders_of, pid_alive, proc_start_time,

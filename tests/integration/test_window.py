@@ -17,6 +17,7 @@ import pytest
 
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
 from ansible_collections.nativearm.binfmt.plugins.module_utils import probe
+from ansible_collections.nativearm.binfmt.plugins.module_utils.tier import decide_tier
 from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
 
 from sandbox.procs import processes_using
@@ -246,7 +247,7 @@ def test_qemu_arm_absent_is_a_coordinated_noop(bare):
 def test_qemu_arm_absent_and_real_probe_falls_back(bare):
     r = bare.window().open("native", ttl=60, probe=real_probe(bare.inst))
     assert r["mode"] == "emulation" and r["native"] is False and not r["entry_present"]
-    assert W.decide_tier(r["native"], r["entry_present"], False) == "qemu_fallback"
+    assert decide_tier(r["native"], r["entry_present"], False) == "qemu_fallback"
     bare.window().close(r["lease_id"])
     assert bare.entry() == "absent"
 
