@@ -21,7 +21,7 @@ phase() {
     return "$rc"
 }
 summary() {
-    echo "[arm64] ---- per-phase times (2 guests under qemu-system-aarch64 TCG) ----"
+    echo "[arm64] ---- per-phase times (3 guests under qemu-system-aarch64 TCG) ----"
     printf '[arm64] %s\n' "${REPORT[@]}"
     echo "[arm64] total $(( $(date +%s) - T0 )) s"
 }

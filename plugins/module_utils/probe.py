@@ -67,6 +67,8 @@ PER_LINUX32 = 0x0008
 PER_MASK = 0x00ff           # the personality proper; the bits above are flags (ADDR_NO_RANDOMIZE, ...)
 PER_QUERY = 0xffffffff      # asks for the current persona, changes nothing
 PAGE_ALIGN_MARK = "ELF load command address/offset not page-aligned"
+# What the armhf loader says under qemu-arm on 16K host pages (measured on Debian 13's arm64-16k).
+QEMU_MAP_MARK = "failed to map segment from shared object"
 # Older glibc releases print the same refusal as "not properly aligned".
 PAGE_ALIGN_MARKS = (PAGE_ALIGN_MARK, "ELF load command address/offset not properly aligned")
 MIN_PRIVATE_KERNEL = (6, 7)  # binfmt_misc is per user namespace since Linux 6.7
@@ -369,8 +371,10 @@ def decide(arch, page_size, el0, el0_detail="", private=None, private_unavailabl
     if page_size != PAGE_SIZE_4K:
         result.update(native_possible=False, method="page_size",
                       reason="page size %s: the armhf libc's 4K-aligned segments cannot load (static armhf "
-                             "programs may run, dynamically linked ones fail with \"%s\")"
-                             % (page_size, PAGE_ALIGN_MARK))
+                             "programs may run, dynamically linked ones fail with \"%s\"); qemu-user on "
+                             "these host pages can fail on them too (\"%s\"): build armhf on a kernel with "
+                             "4K pages (Debian: linux-image-arm64)"
+                             % (page_size, PAGE_ALIGN_MARK, QEMU_MAP_MARK))
         return result
     found = "%s, 4 KiB pages%s" % (arch, ", %s" % el0_detail if el0_detail else "")
     if private is not None and private.get("native") is not None:

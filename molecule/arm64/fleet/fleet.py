@@ -1,4 +1,4 @@
-"""The arm64 fleet: build-or-reuse images, boot both guests, write an inventory, stop them.
+"""The arm64 fleet: build-or-reuse images, boot every guest, write an inventory, stop them.
 
 usage: python3 fleet.py up    [--state DIR] [GUEST...]   build/reuse, boot, wait for ssh,
                                                          write DIR/fleet.json and DIR/inventory.yml
@@ -69,7 +69,8 @@ def inventory_text(records):
                   "          ansible_ssh_private_key_file: %s" % rec["key"],
                   "          fleet_suite: %s" % guests.GUESTS[name]["suite"],
                   "          fleet_cpu: %s" % guests.GUESTS[name]["cpu"],
-                  "          fleet_aarch32_el0: %s" % str(guests.GUESTS[name]["aarch32_el0"]).lower()]
+                  "          fleet_aarch32_el0: %s" % str(guests.GUESTS[name]["aarch32_el0"]).lower(),
+                  "          fleet_page_size: %d" % guests.GUESTS[name].get("page_size", 4096)]
     lines += ["      vars:",
               "        ansible_python_interpreter: /usr/bin/python3",
               "        ansible_become: true",

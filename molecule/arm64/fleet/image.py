@@ -59,7 +59,7 @@ def mmdebstrap_argv(name, out, hooks=HOOKS):
             "drivers/infiniband", "drivers/iio", "sound")]
     argv = ["mmdebstrap", "--mode=root", "--variant=minbase", "--architectures=arm64",
             "--format=directory",
-            "--include=" + ",".join(guests.BASE_PACKAGES),
+            "--include=" + ",".join(guests.packages(row)),
             "--hook-dir=/usr/share/mmdebstrap/hooks/eatmydata"]
     argv += ["--dpkgopt=path-exclude=" + p for p in excludes]
     argv += ["--dpkgopt=path-include=/usr/share/doc/*/copyright",

@@ -130,7 +130,14 @@ class Background(object):
             _playbook_argv(inventory, playbook_path, extra_vars, False, limit, None),
             env=_result_env(self.result_file), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)
+        self._run = None
+
+    def done(self):
+        """True once the playbook has exited (a wait for a marker can stop early then)."""
+        return self.proc.poll() is not None
 
     def wait(self, timeout=1800):
-        out, err = self.proc.communicate(timeout=timeout)
-        return Run(self.proc.returncode, out, err, read_results(self.result_file))
+        if self._run is None:  # a second wait returns the same Run
+            out, err = self.proc.communicate(timeout=timeout)
+            self._run = Run(self.proc.returncode, out, err, read_results(self.result_file))
+        return self._run

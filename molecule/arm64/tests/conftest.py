@@ -55,8 +55,14 @@ def noaarch32(inventory):
 
 
 @pytest.fixture(scope="session")
-def hosts(compat, noaarch32):
-    return {"compat": compat, "noaarch32": noaarch32}
+def kernel16k(inventory):
+    return _host(inventory, "kernel16k")
+
+
+@pytest.fixture(scope="session")
+def hosts(inventory):
+    """Every guest by name; only the guest a test is about is ever contacted."""
+    return {name: _host(inventory, name) for name in ("compat", "noaarch32", "kernel16k")}
 
 
 @pytest.fixture(scope="session")
@@ -67,14 +73,15 @@ def module(inventory):
     return run
 
 
-def _compile_armhf_program(host):
+def compile_armhf_program(host, source=ARMHF_SOURCE, name="t", flags=""):
+    """Compile C `source` on `host` with the cross toolchain provision installed; its path."""
     host.run_expect([0], "mkdir -p %s" % WORK)
-    cmd = ("cat > {w}/t.c <<'EOF'\n{src}\nEOF\n"
-           "arm-linux-gnueabihf-gcc -O2 -o {w}/t {w}/t.c "
+    cmd = ("cat > {w}/{n}.c <<'EOF'\n{src}\nEOF\n"
+           "arm-linux-gnueabihf-gcc -O2 {f} -o {w}/{n} {w}/{n}.c "
            "-Wl,--dynamic-linker={loader} -Wl,-rpath={lib}").format(
-               w=WORK, src=ARMHF_SOURCE, loader=LOADER, lib=SYSROOT_LIB)
+               w=WORK, n=name, f=flags, src=source, loader=LOADER, lib=SYSROOT_LIB)
     host.run_expect([0], cmd)
-    return WORK + "/t"
+    return "%s/%s" % (WORK, name)
 
 
 # One fixture per guest: verify runs each guest's tests in its own xdist worker
@@ -82,10 +89,16 @@ def _compile_armhf_program(host):
 @pytest.fixture(scope="session")
 def compat_program(compat):
     """The armhf test program, compiled on compat with the toolchain provision installed."""
-    return _compile_armhf_program(compat)
+    return compile_armhf_program(compat)
 
 
 @pytest.fixture(scope="session")
 def noaarch32_program(noaarch32):
     """The armhf test program, compiled on noaarch32."""
-    return _compile_armhf_program(noaarch32)
+    return compile_armhf_program(noaarch32)
+
+
+@pytest.fixture(scope="session")
+def kernel16k_program(kernel16k):
+    """The armhf test program, compiled on kernel16k."""
+    return compile_armhf_program(kernel16k)

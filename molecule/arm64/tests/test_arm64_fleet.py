@@ -2,9 +2,10 @@
 
 compat    Debian 13, 6.12, cortex-a57: AArch32 EL0 present, namespace probe available.
 noaarch32 Debian 12, 6.1, a64fx: no AArch32 EL0, kernel too old for the namespace probe.
+kernel16k Debian 13, 6.12 arm64-16k, cpu max: AArch32 EL0, 16K pages (test_arm64_kernel16k.py).
 
-Each guest's tests run in their own pytest-xdist worker (`-n 2 --dist loadgroup`, group =
-guest name), so the two emulated guests work at the same time; within a guest, tests run in
+Each guest's tests run in their own pytest-xdist worker (`-n 3 --dist loadgroup`, group =
+guest name), so the emulated guests work at the same time; within a guest, tests run in
 file order and each one leaves qemu-arm as it found it (enabled). A test touches one guest only.
 """
 import json
@@ -48,15 +49,20 @@ def arch_test_helper(host, arch):
     raise AssertionError("arch-test's %s helper not found" % arch)
 
 
-def run_armhf(host, program, seconds=2):
+def armhf_exe_command(program, seconds, out):
+    """Shell that runs the armhf program with its output in file `out`, then prints
+    "exe=<what /proc/PID/exe showed while it ran>" and that output, and exits with its status."""
+    return ("%s %d > %s 2>&1 & pid=$!; exe=; "
+            "for i in $(seq 100); do exe=$(readlink /proc/$pid/exe); "
+            "case $exe in */sh|*/dash|*/bash|'') sleep 0.1;; *) break;; esac; done; "
+            "wait $pid; rc=$?; echo \"exe=$exe\"; cat %s; exit $rc") % (program, seconds, out, out)
+
+
+def run_armhf(host, program, seconds=2, log=WORK + "/out"):
     """Run the armhf program; return (rc, stdout, exe) where exe is what /proc/PID/exe showed
     from the aarch64 side while it ran: the program itself when the kernel ran it natively, the
     qemu-arm interpreter when binfmt_misc handed it to qemu."""
-    cmd = ("%s %d > %s/out 2>&1 & pid=$!; exe=; "
-           "for i in $(seq 100); do exe=$(readlink /proc/$pid/exe); "
-           "case $exe in */sh|*/dash|*/bash|'') sleep 0.1;; *) break;; esac; done; "
-           "wait $pid; rc=$?; echo \"exe=$exe\"; cat %s/out; exit $rc") % (program, seconds, WORK, WORK)
-    out = host.run(cmd)
+    out = host.run(armhf_exe_command(program, seconds, log))
     lines = out.stdout.splitlines()
     exe = lines[0][4:] if lines and lines[0].startswith("exe=") else ""
     return out.rc, "\n".join(lines[1:]), exe
@@ -64,7 +70,9 @@ def run_armhf(host, program, seconds=2):
 
 COMPAT = pytest.mark.xdist_group("compat")
 NOAARCH32 = pytest.mark.xdist_group("noaarch32")
+KERNEL16K = pytest.mark.xdist_group("kernel16k")
 BOTH = [pytest.param("compat", marks=COMPAT), pytest.param("noaarch32", marks=NOAARCH32)]
+ALL = BOTH + [pytest.param("kernel16k", marks=KERNEL16K)]
 
 
 def wait_for(predicate, timeout=30, step=0.5):
@@ -78,7 +86,7 @@ def wait_for(predicate, timeout=30, step=0.5):
 
 # ------------------------------------------------------------------ what provision did
 
-@pytest.mark.parametrize("name", BOTH)
+@pytest.mark.parametrize("name", ALL)
 def test_provision_installed_toolchain_from_the_archive(hosts, name):
     """The image has no apt lists and prepare gave their directory a fresh mtime, so these
     packages are there only because build_host updated the lists whatever their age said."""
@@ -90,17 +98,22 @@ def test_provision_installed_toolchain_from_the_archive(hosts, name):
     assert host.file(LOADER).exists
 
 
-@pytest.mark.parametrize("name,release,cpu_part", [
-    pytest.param("compat", "6.12.", "0xd07", marks=COMPAT),
-    pytest.param("noaarch32", "6.1.", "0x001", marks=NOAARCH32)])
-def test_guest_is_the_intended_kernel_and_cpu(hosts, name, release, cpu_part):
+@pytest.mark.parametrize("name,release,cpu_part,page_size", [
+    pytest.param("compat", "6.12.", "0xd07", 4096, marks=COMPAT),
+    pytest.param("noaarch32", "6.1.", "0x001", 4096, marks=NOAARCH32),
+    pytest.param("kernel16k", "6.12.", None, 16384, marks=KERNEL16K)])
+def test_guest_is_the_intended_kernel_and_cpu(hosts, name, release, cpu_part, page_size):
     host = hosts[name]
     assert host.system_info.arch == "aarch64"
-    assert host.run("uname -r").stdout.startswith(release)
-    assert cpu_part in host.file("/proc/cpuinfo").content_string  # cortex-a57 / a64fx
+    uname_r = host.run("uname -r").stdout.strip()
+    assert uname_r.startswith(release), uname_r
+    assert uname_r.endswith("-16k") is (page_size == 16384), uname_r
+    assert int(host.run("getconf PAGESIZE").stdout) == page_size
+    if cpu_part:
+        assert cpu_part in host.file("/proc/cpuinfo").content_string  # cortex-a57 / a64fx
 
 
-@pytest.mark.parametrize("name", BOTH)
+@pytest.mark.parametrize("name", ALL)
 def test_qemu_arm_registered_enabled_persisted_and_no_lease_left(hosts, module, name):
     host = hosts[name]
     assert qemu_arm(host) == "enabled"
@@ -114,7 +127,7 @@ def test_qemu_arm_registered_enabled_persisted_and_no_lease_left(hosts, module, 
     assert not info["window"]["stale"]
 
 
-@pytest.mark.parametrize("name", BOTH)
+@pytest.mark.parametrize("name", ALL)
 def test_remediate_in_converge_left_an_empty_report(hosts, name):
     report = json.loads(hosts[name].file(DRIFT_REPORT).content_string)
     assert report["remaining"] == [], (name, report)
@@ -183,7 +196,8 @@ def test_compat_same_program_runs_under_qemu_outside_the_window(compat, compat_p
 
 
 @pytest.mark.parametrize("name,native", [pytest.param("compat", True, marks=COMPAT),
-                                         pytest.param("noaarch32", False, marks=NOAARCH32)])
+                                         pytest.param("noaarch32", False, marks=NOAARCH32),
+                                         pytest.param("kernel16k", False, marks=KERNEL16K)])
 def test_native_armhf_command_runs_under_linux32_in_one_call(hosts, module, name, native):
     """native_armhf_command: one call opens, runs and closes; in native mode the command sees
     the 32-bit personality (uname -m says armv8l, as armhf build systems expect), unless
@@ -232,7 +246,8 @@ def test_noaarch32_on_unsupported_fail_names_the_reason_and_changes_nothing(noaa
 
 
 @pytest.mark.parametrize("name,native", [pytest.param("compat", True, marks=COMPAT),
-                                         pytest.param("noaarch32", False, marks=NOAARCH32)])
+                                         pytest.param("noaarch32", False, marks=NOAARCH32),
+                                         pytest.param("kernel16k", False, marks=KERNEL16K)])
 def test_build_playbook_runs_native_or_emulated_and_passes(inventory, hosts, name, native):
     proc = remote.playbook(inventory, "nativearm.binfmt.build", limit=name)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
@@ -293,7 +308,6 @@ def test_toggle_probe_method_succeeds_and_fails_on_real_arm64(compat, module):
 
 # ------------------------------------------------------------------ drift
 
-@NOAARCH32
 def drift_report(run):
     """The report binfmt_drift returned in a remediate run (check mode writes none on the host)."""
     found = [r["report"] for task, r in run.results
@@ -302,6 +316,7 @@ def drift_report(run):
     return found[0]
 
 
+@NOAARCH32
 def test_drift_disabled_entry_reported_in_check_mode_then_fixed(inventory, noaarch32):
     """No entries given: remediate restores the state provision recorded on the host."""
     on_disk = noaarch32.file(DRIFT_REPORT).content_string
@@ -450,7 +465,7 @@ def _report(run):
                if "native_armhf_build_report" in r]
     assert reports, run.stdout[-3000:]
     report = reports[-1]
-    for key in ("native", "restored"):
+    for key in ("native", "restored", "failed"):
         if isinstance(report.get(key), str):
             report[key] = report[key].lower() == "true"
     return report
