@@ -16,7 +16,7 @@ import pytest
 from ansible_env import BIN, ansible_env, run_module, run_playbook
 from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
 
-from window_support import ENTRY, Host, gone, wait_for
+from window_support import ENTRY, gone, wait_for
 
 MACHINE = os.uname().machine
 # what uname -m says to a process under PER_LINUX32 on this kernel
@@ -33,13 +33,6 @@ int main(int argc, char **argv)
     return argc > 1 ? 5 : 0;
 }
 """
-
-
-@pytest.fixture
-def host(instance, tmp_path):
-    h = Host(instance, tmp_path / "run")
-    yield h
-    h.close()
 
 
 @pytest.fixture(scope="module")

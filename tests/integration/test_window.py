@@ -21,14 +21,8 @@ from ansible_collections.nativearm.binfmt.plugins.module_utils.tier import decid
 from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
 
 from sandbox.procs import processes_using
-from window_support import ENTRY, Host, flock_entry, gone, kill_group, real_probe, register_qemu_arm, true_probe, wait_for
-
-
-@pytest.fixture
-def host(instance, tmp_path):
-    h = Host(instance, tmp_path / "run")
-    yield h
-    h.close()
+from window_support import (ENTRY, Host, flock_entry, gone, kill_group, open_native, real_probe, register_qemu_arm,
+                            true_probe, wait_for)
 
 
 @pytest.fixture
@@ -37,12 +31,6 @@ def bare(instance, tmp_path):
     h = Host(instance, tmp_path / "run", registered=False)
     yield h
     h.close()
-
-
-def open_native(host, **kw):
-    kw.setdefault("probe", true_probe)
-    kw.setdefault("ttl", 120)
-    return host.window().open("native", **kw)
 
 
 def open_emulation(host, **kw):
@@ -56,11 +44,11 @@ def open_emulation(host, **kw):
 
 def test_native_window_disables_and_last_out_restores(host):
     assert host.entry() == "enabled"
-    a = open_native(host)
+    a = open_native(host.window())
     assert a["changed"] and a["first"] and a["native"] and a["mode"] == "native"
     assert a["leases"] == 1 and a["prior_state"] == "enabled"
     assert host.entry() == "disabled"
-    b = open_native(host)
+    b = open_native(host.window())
     assert b["changed"] and not b["first"] and b["native"] and b["leases"] == 2
     # both holders hold LOCK_SH on the entry; /proc/locks names them
     locks = host.facts()["lock_holders"]
@@ -79,7 +67,7 @@ def test_native_window_disables_and_last_out_restores(host):
 
 
 def test_holder_is_detached_with_stdio_on_devnull(host):
-    a = open_native(host)
+    a = open_native(host.window())
     pid = a["holder_pid"]
     assert os.getsid(pid) == pid                    # its own session
     for fd in (0, 1, 2):
@@ -101,7 +89,7 @@ def test_holder_is_detached_with_stdio_on_devnull(host):
 
 
 def test_run_dir_is_root_only_and_per_instance(host, instance, tmp_path):
-    open_native(host)
+    open_native(host.window())
     run = host.run_dir
     assert stat.S_IMODE(os.stat(run).st_mode) == 0o700
     inst_dir = host.window().dir
@@ -149,7 +137,7 @@ def test_run_dir_owned_by_someone_else_is_refused(instance, tmp_path):
 def test_admin_disabled_prior_state_is_kept(instance, tmp_path):
     host = Host(instance, tmp_path / "run", enabled=False)
     try:
-        a = open_native(host)
+        a = open_native(host.window())
         assert a["first"] and a["prior_state"] == "disabled" and host.entry() == "disabled"
         assert host.window().close(a["lease_id"])["restored"]
         assert host.entry() == "disabled"
@@ -213,7 +201,7 @@ def test_fault_during_admission_leaves_the_host_as_it_was(host, fault):
         seen.append(host.entry())
         raise fault("probe fault")
     with pytest.raises(fault):
-        open_native(host, probe=failing_probe)
+        open_native(host.window(), probe=failing_probe)
     assert seen == ["disabled"]                     # the fault came with the entry disabled
     assert host.inst.snapshot() == before and host.entry() == "enabled"
     assert W.lock_holders_of(os.path.join(host.path, ENTRY)) == []
@@ -222,7 +210,7 @@ def test_fault_during_admission_leaves_the_host_as_it_was(host, fault):
     assert facts["lease_count"] == 0 and facts["prior_state"] is None and not facts["stale"]
     assert [n for n in os.listdir(host.window().dir) if n.startswith("lease-")] == []
     assert "restore_deferred" not in [e["event"] for e in facts["events"]]
-    again = open_native(host)                       # nothing left in the way
+    again = open_native(host.window())                       # nothing left in the way
     assert again["first"] and again["prior_state"] == "enabled"
     host.window().close(again["lease_id"])
     assert host.inst.snapshot() == before
@@ -230,7 +218,7 @@ def test_fault_during_admission_leaves_the_host_as_it_was(host, fault):
 
 def test_qemu_arm_absent_is_a_coordinated_noop(bare):
     assert bare.entry() == "absent"
-    r = open_native(bare)
+    r = open_native(bare.window())
     assert r["native"] and r["first"] and r["prior_state"] == "absent" and not r["entry_present"]
     # a registration appearing mid-window is put in the window's mode (I1) ...
     register_qemu_arm(bare.path)
@@ -257,9 +245,9 @@ def test_qemu_arm_absent_and_real_probe_falls_back(bare):
 # ---------------------------------------------------------------------------
 
 def test_open_with_an_open_lease_id_is_unchanged(host):
-    a = open_native(host, lease_id="build-1")
+    a = open_native(host.window(), lease_id="build-1")
     snap = host.inst.snapshot()
-    b = open_native(host, lease_id="build-1")
+    b = open_native(host.window(), lease_id="build-1")
     assert not b["changed"] and b["lease_id"] == "build-1" and b["holder_pid"] == a["holder_pid"]
     assert b["leases"] == 1 and not b["first"]
     assert host.inst.snapshot() == snap
@@ -267,7 +255,7 @@ def test_open_with_an_open_lease_id_is_unchanged(host):
 
 
 def test_close_of_a_lease_that_is_not_open(host):
-    a = open_native(host)
+    a = open_native(host.window())
     snap = host.inst.snapshot()
     r = host.window().close("never-opened")
     assert not r["changed"] and "not open" in r["warning"] and r["leases"] == 1
@@ -284,7 +272,7 @@ def test_check_mode_changes_nothing(host):
     assert r["after"]["entry_enabled"] is False and r["before"]["entry_enabled"] is True
     assert host.inst.snapshot() == snap
     assert not os.path.exists(host.window().state_path)
-    a = open_native(host)
+    a = open_native(host.window())
     c = host.window().close(a["lease_id"], check_mode=True)
     assert c["changed"] and c["restored"] and host.entry() == "disabled"
     assert host.facts()["lease_count"] == 1
@@ -293,7 +281,7 @@ def test_check_mode_changes_nothing(host):
 def test_bad_lease_id_names_the_field(host):
     snap = host.inst.snapshot()
     with pytest.raises(W.WindowError, match="lease_id"):
-        open_native(host, lease_id="../etc")
+        open_native(host.window(), lease_id="../etc")
     assert host.inst.snapshot() == snap
 
 
@@ -302,7 +290,7 @@ def test_bad_lease_id_names_the_field(host):
 # ---------------------------------------------------------------------------
 
 def test_emulation_waits_then_fails_naming_native_holders(host):
-    a = open_native(host, lease_id="nat-1")
+    a = open_native(host.window(), lease_id="nat-1")
     t0 = time.time()
     with pytest.raises(W.WindowError) as err:
         open_emulation(host, wait=1)
@@ -316,9 +304,9 @@ def test_emulation_waits_then_fails_naming_native_holders(host):
 def test_native_blocked_by_emulation_falls_back_or_fails(host):
     e = open_emulation(host, lease_id="emu-1")
     with pytest.raises(W.WindowError) as err:
-        open_native(host, wait=1, on_unsupported="fail")
+        open_native(host.window(), wait=1, on_unsupported="fail")
     assert "emu-1" in err.value.message
-    r = open_native(host, wait=1)
+    r = open_native(host.window(), wait=1)
     assert r["mode"] == "emulation" and r["native"] is False and "emu-1" in r["reason"]
     assert r["leases"] == 2 and host.entry() == "enabled"
     host.window().close(e["lease_id"])
@@ -327,7 +315,7 @@ def test_native_blocked_by_emulation_falls_back_or_fails(host):
 
 
 def test_waiting_opener_gets_in_when_the_other_mode_drains(host):
-    a = open_native(host)
+    a = open_native(host.window())
     out = {}
 
     def opener():
@@ -337,7 +325,7 @@ def test_waiting_opener_gets_in_when_the_other_mode_drains(host):
     wait_for(lambda: host.facts()["waiters"] == 1)
     # fairness: a new native joiner queues behind the waiting emulation opener
     with pytest.raises(W.WindowError, match="earlier waiters"):
-        open_native(host, wait=0.5, on_unsupported="fail")
+        open_native(host.window(), wait=0.5, on_unsupported="fail")
     assert host.facts()["lease_count"] == 1
     host.window().close(a["lease_id"])
     t.join(20)
@@ -391,7 +379,7 @@ def test_no_starvation_under_native_load(host):
 # ---------------------------------------------------------------------------
 
 def test_sigkilled_holder_is_reported_by_facts_and_recovered_by_repair(host):
-    a = open_native(host)
+    a = open_native(host.window())
     os.kill(a["holder_pid"], signal.SIGKILL)
     wait_for(lambda: gone(a["holder_pid"]))
     assert host.entry() == "disabled"              # nothing restored it yet
@@ -407,8 +395,8 @@ def test_sigkilled_holder_is_reported_by_facts_and_recovered_by_repair(host):
 
 
 def test_sigkilled_holder_is_recovered_by_next_open(host):
-    a = open_native(host)
-    b = open_native(host)
+    a = open_native(host.window())
+    b = open_native(host.window())
     os.kill(a["holder_pid"], signal.SIGKILL)
     wait_for(lambda: gone(a["holder_pid"]))
     assert host.facts()["stale"] is False            # b still holds the window
@@ -421,7 +409,7 @@ def test_sigkilled_holder_is_recovered_by_next_open(host):
 
 
 def test_sigkilled_holder_then_close_of_that_lease(host):
-    a = open_native(host)
+    a = open_native(host.window())
     os.kill(a["holder_pid"], signal.SIGKILL)
     wait_for(lambda: gone(a["holder_pid"]))
     r = host.window().close(a["lease_id"])
@@ -429,14 +417,14 @@ def test_sigkilled_holder_then_close_of_that_lease(host):
 
 
 def test_sigterm_ends_the_lease_properly(host):
-    a = open_native(host)
+    a = open_native(host.window())
     os.kill(a["holder_pid"], signal.SIGTERM)
     wait_for(lambda: host.entry() == "enabled", timeout=3)
     wait_for(lambda: host.facts()["lease_count"] == 0, timeout=2)
 
 
 def test_ttl_expiry_restores(host):
-    a = open_native(host, ttl=1)
+    a = open_native(host.window(), ttl=1)
     assert host.entry() == "disabled" and a["expires"] is not None
     # how fast is bench/window_bench.py's business; here only that the ttl ends the lease
     wait_for(lambda: host.entry() == "enabled", timeout=20)
@@ -448,7 +436,7 @@ def test_ttl_expiry_restores(host):
 def test_owner_pid_death_restores(host):
     owner = subprocess.Popen(["sleep", "60"])
     try:
-        a = open_native(host, owner_pid=owner.pid)
+        a = open_native(host.window(), owner_pid=owner.pid)
         time.sleep(0.5)
         assert host.entry() == "disabled"
         owner.kill()
@@ -463,7 +451,7 @@ def test_owner_pid_death_restores(host):
 
 def test_owner_pid_must_exist(host):
     with pytest.raises(W.WindowError, match="owner_pid"):
-        open_native(host, owner_pid=2 ** 22 + 12345)
+        open_native(host.window(), owner_pid=2 ** 22 + 12345)
     assert host.entry() == "enabled"
 
 
@@ -472,7 +460,7 @@ def test_owner_pid_must_exist(host):
 # ---------------------------------------------------------------------------
 
 def test_external_reenable_is_reasserted(host):
-    a = open_native(host)
+    a = open_native(host.window())
     bm.set_enabled(ENTRY, True, host.path)
     # re-assertion time is measured by bench/window_bench.py (goal <= 0.2 s), not asserted here
     wait_for(lambda: host.entry() == "disabled", timeout=10)
@@ -492,7 +480,7 @@ def test_external_disable_under_emulation_is_reasserted(host):
 
 
 def test_entry_recreated_mid_window(host):
-    a = open_native(host)
+    a = open_native(host.window())
     old = host.ino()
     bm.unregister(ENTRY, host.path)
     register_qemu_arm(host.path)                  # new inode, enabled: what update-binfmts does
@@ -513,7 +501,7 @@ def _kill_holder(result):
 def test_stale_window_is_not_forced_onto_a_re_registered_entry(instance, tmp_path):
     host = Host(instance, tmp_path / "run", enabled=False)      # an admin disabled qemu-arm
     try:
-        a = open_native(host)
+        a = open_native(host.window())
         _kill_holder(a)
         bm.unregister(ENTRY, host.path)
         register_qemu_arm(host.path)              # re-registered enabled after the holder died
@@ -538,7 +526,7 @@ def test_records_of_a_dead_instance_are_not_applied_to_a_new_one(tmp_path):
     old = Host(old_inst, tmp_path / "run", enabled=False)
     new = Host(new_inst, tmp_path / "run", enabled=True)
     try:
-        a = open_native(old)
+        a = open_native(old.window())
         records = old.window().dir
         _kill_holder(a)
         old_inst.close()                          # the instance dies with its stale window
@@ -558,7 +546,7 @@ def test_records_of_a_dead_instance_are_not_applied_to_a_new_one(tmp_path):
 
 def test_lock_file_of_a_holder_killed_before_admission_is_swept(host):
     w = host.window()
-    w.close(open_native(host)["lease_id"])                   # records exist, as on a used host
+    w.close(open_native(host.window())["lease_id"])                   # records exist, as on a used host
     deadline = time.time() + 5
     killed = w.spawn_holder("killed-early", deadline)        # ready, never admitted
     live = w.spawn_holder("still-waiting", deadline)         # ready, still holding its lock
@@ -593,7 +581,7 @@ def test_unprivileged_shared_flock_neither_blocks_nor_keeps_the_entry_disabled(h
     try:
         wait_for(lambda: _lockers(host), timeout=5)
         t0 = time.time()
-        a = open_native(host, wait=2)
+        a = open_native(host.window(), wait=2)
         assert time.time() - t0 < 2 and host.entry() == "disabled"
         pids = [h["pid"] for h in host.facts()["lock_holders"]]
         assert a["holder_pid"] in pids and len(pids) == 2
@@ -616,7 +604,7 @@ def test_unprivileged_exclusive_flock_does_not_block_any_open(host):
         foreign = _lockers(host)[0]
         assert foreign["access"] == "WRITE" and foreign["uid"] == 65534
         t0 = time.time()
-        a = open_native(host, wait=5)
+        a = open_native(host.window(), wait=5)
         assert time.time() - t0 < 3, "an unprivileged LOCK_EX must not be waited for"
         assert a["native"] and host.entry() == "disabled"
         assert "pid %d" % foreign["pid"] in a["warning"] and "uid 65534" in a["warning"]
@@ -626,7 +614,7 @@ def test_unprivileged_exclusive_flock_does_not_block_any_open(host):
         e = open_emulation(host, wait=5)                     # emulation holders take no entry lock at all
         assert e["mode"] == "emulation" and host.entry() == "enabled"
         host.window().close(e["lease_id"])
-        b = open_native(host, wait=5)
+        b = open_native(host.window(), wait=5)
     finally:
         kill_group(proc)
     # once the blocker is gone the native holder holds its LOCK_SH (other tools see it)
@@ -687,7 +675,7 @@ def test_a_stuck_mutex_holder_is_named_after_a_bounded_wait(host):
     finally:
         stuck.kill()
         stuck.wait()
-    r = open_native(host)                       # and all is well once it is gone
+    r = open_native(host.window())                       # and all is well once it is gone
     assert r["first"] and host.entry() == "disabled"
 
 
@@ -696,7 +684,7 @@ def test_holders_exit_when_their_instance_disappears(tmp_path):
     inst = Instance()
     host = Host(inst, tmp_path / "run")
     try:
-        r = open_native(host, ttl=600)
+        r = open_native(host.window(), ttl=600)
         pid = r["holder_pid"]
         inst.close()                              # the binfmt_misc instance is gone
         wait_for(lambda: gone(pid), timeout=5)

@@ -22,15 +22,8 @@ from ansible_env import collections_path
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
 from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
 
-from window_support import (ENTRY, INNER_ENTRY, Builder, Host, LineProcess, flock_entry, gone, kill_group,
-                            register_qemu_arm, true_probe, wait_for)
-
-
-@pytest.fixture
-def host(instance, tmp_path):
-    h = Host(instance, tmp_path / "run")
-    yield h
-    h.close()
+from window_support import (ENTRY, INNER_ENTRY, Builder, LineProcess, flock_entry, gone, kill_group, open_native,
+                            register_qemu_arm, wait_for)
 
 
 @pytest.fixture
@@ -39,12 +32,6 @@ def builders():
     yield lambda inst: started.append(Builder(inst)) or started[-1]
     for b in started:
         b.kill()
-
-
-def open_native(window, **kw):
-    kw.setdefault("probe", true_probe)
-    kw.setdefault("ttl", 120)
-    return window.open("native", **kw)
 
 
 def open_emulation(window, **kw):

@@ -20,13 +20,6 @@ from window_support import ENTRY, Host, gone, wait_for
 PACKAGED = os.path.exists("/usr/share/binfmts/" + ENTRY) or os.path.exists("/usr/lib/binfmt.d/%s.conf" % ENTRY)
 
 
-@pytest.fixture
-def host(instance, tmp_path):
-    h = Host(instance, tmp_path / "run")
-    yield h
-    h.close()
-
-
 def window(host, check=False, diff=False, **args):
     args.setdefault("run_dir", host.run_dir)
     return run_module("native_armhf_window", args, check=check, diff=diff, wrap=host.inst.nsenter)

@@ -7,19 +7,10 @@ import signal
 import subprocess
 import textwrap
 
-import pytest
-
 from ansible_env import BIN, ansible_env, run_module
 from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
 
-from window_support import Host, gone, wait_for
-
-
-@pytest.fixture
-def host(instance, tmp_path):
-    h = Host(instance, tmp_path / "run")
-    yield h
-    h.close()
+from window_support import gone, wait_for
 
 
 def test_ad_hoc_lease_owned_by_the_connection_ends_with_the_ansible_process(host):

@@ -19,13 +19,7 @@ import pytest
 
 from ansible_collections.nativearm.binfmt.plugins.module_utils import window as W
 
-from window_support import ENTRY, Host, gone, true_probe, wait_for
-
-
-def open_native(host, **kw):
-    kw.setdefault("probe", true_probe)
-    kw.setdefault("ttl", 120)
-    return host.window().open("native", wait=2, **kw)
+from window_support import ENTRY, Host, gone, open_native, true_probe, wait_for
 
 
 def leftovers(directory):
@@ -72,7 +66,7 @@ def test_full_run_dir_open_fails_cleanly_and_changes_nothing(tiny):
     tiny.fill(0)
     before = tiny.inst.snapshot()
     with pytest.raises(W.WindowError) as err:
-        open_native(tiny)
+        open_native(tiny.window(), wait=2)
     assert "no space left" in err.value.message and "run_dir" in err.value.message, err.value.message
     assert "Traceback" not in err.value.message
     assert tiny.inst.snapshot() == before and tiny.entry() == "enabled"
@@ -94,7 +88,7 @@ def test_one_free_page_open_fails_cleanly(tiny):
         seen.append(tiny.entry())
         return true_probe()
     with pytest.raises(W.WindowError) as err:
-        open_native(tiny, probe=watched_probe)
+        open_native(tiny.window(), wait=2, probe=watched_probe)
     assert seen == ["disabled"]                        # the fault came after the entry was disabled
     assert "no space left" in err.value.message and "the entry is enabled" in err.value.message
     assert tiny.inst.snapshot() == before and tiny.entry() == "enabled" and leftovers(tiny.window().dir) == []
@@ -108,12 +102,12 @@ def test_one_free_page_open_fails_cleanly(tiny):
 def test_full_under_an_open_window_joiner_refused_close_restores_and_says_so(tiny):
     tiny.window().ensure_dirs()
     filler = tiny.fill(8192)
-    a = open_native(tiny)
+    a = open_native(tiny.window(), wait=2)
     assert a["first"] and tiny.entry() == "disabled"
     tiny.fill(0)
     records = open(tiny.window().state_path).read()
     with pytest.raises(W.WindowError, match="no space left") as err:
-        open_native(tiny)                              # the joiner cannot record itself
+        open_native(tiny.window(), wait=2)                              # the joiner cannot record itself
     assert "the entry is disabled" in err.value.message
     assert tiny.entry() == "disabled"                  # I1: a is still open
     assert open(tiny.window().state_path).read() == records and leftovers(tiny.window().dir) == []
@@ -125,7 +119,7 @@ def test_full_under_an_open_window_joiner_refused_close_restores_and_says_so(tin
     os.unlink(filler)
     assert tiny.repair() == "restored"                 # the records catch up with the entry
     assert tiny.entry() == "enabled" and tiny.facts()["lease_count"] == 0
-    b = open_native(tiny)
+    b = open_native(tiny.window(), wait=2)
     assert b["first"] and b["prior_state"] == "enabled"
     assert tiny.window().close(b["lease_id"])["restored"] and tiny.entry() == "enabled"
 
@@ -133,13 +127,6 @@ def test_full_under_an_open_window_joiner_refused_close_restores_and_says_so(tin
 # ---------------------------------------------------------------------------
 # corrupt records
 # ---------------------------------------------------------------------------
-
-@pytest.fixture
-def host(instance, tmp_path):
-    h = Host(instance, tmp_path / "run")
-    yield h
-    h.close()
-
 
 def _no_pid(state):
     state["waiters"]["w-1"] = {"mode": "emulation", "seq": 1}
@@ -163,7 +150,7 @@ SHAPES = {
 
 @pytest.mark.parametrize("shape", [s for s in SHAPES if SHAPES[s]])
 def test_corrupt_records_fail_closed_then_binfmt_drift_repairs(host, shape):
-    a = open_native(host)
+    a = open_native(host.window(), wait=2)
     w = host.window()
     with open(w.state_path) as f:
         state = json.load(f)
@@ -171,7 +158,7 @@ def test_corrupt_records_fail_closed_then_binfmt_drift_repairs(host, shape):
         f.write(SHAPES[shape](state))
     assert host.facts()["corrupt"]["path"] == w.state_path          # reported, not moved, by facts
     with pytest.raises(W.WindowError) as err:                       # opens refuse, naming file and fix
-        open_native(host)
+        open_native(host.window(), wait=2)
     msg = err.value.message
     assert "corrupt" in msg and w.state_path in msg and "binfmt_drift" in msg, msg
     (aside,) = [n for n in os.listdir(w.dir) if ".corrupt-" in n]
@@ -183,13 +170,13 @@ def test_corrupt_records_fail_closed_then_binfmt_drift_repairs(host, shape):
     assert c["changed"] and c["restored"] and "binfmt_drift" in c["warning"], c
     assert host.entry() == "enabled"
     with pytest.raises(W.WindowError, match="not yet repaired"):
-        open_native(host)
+        open_native(host.window(), wait=2)
     assert host.facts()["corrupt"] is not None
     assert host.repair() == "records_repaired"
     facts = host.facts()
     assert facts["corrupt"] is None and facts["events"][-1]["event"] == "records_repaired"
     assert [n for n in os.listdir(w.dir) if ".corrupt-" in n] == []
-    b = open_native(host)
+    b = open_native(host.window(), wait=2)
     assert b["first"] and b["prior_state"] == "enabled" and host.entry() == "disabled"
     assert w.close(b["lease_id"])["restored"] and host.entry() == "enabled"
 
@@ -213,7 +200,7 @@ def test_corrupt_records_close_ends_a_live_holder_and_restores_the_recorded_prio
 
 
 def test_lock_outside_the_instance_dir_is_never_touched(host):
-    a = open_native(host)
+    a = open_native(host.window(), wait=2)
     w = host.window()
     victim = os.path.join(os.path.dirname(host.run_dir), "x")       # instance dir + ../../x
     with open(victim, "w") as f:
@@ -226,7 +213,7 @@ def test_lock_outside_the_instance_dir_is_never_touched(host):
     assert not w.lease_alive({"lock": "../../x"})
     w._drop_lock_file({"lock": "../../x"})
     with pytest.raises(W.WindowError, match="lock '../../x'"):
-        open_native(host)
+        open_native(host.window(), wait=2)
     assert host.repair() == "records_repaired" and host.entry() == "enabled"
     assert open(victim).read() == "keep"
 
@@ -241,13 +228,13 @@ def test_existing_run_like_run_dir_is_not_chmodded(instance, tmp_path):
     os.chmod(str(run), 0o755)                                        # like /run
     host = Host(instance, run)
     try:
-        a = open_native(host)
+        a = open_native(host.window(), wait=2)
         assert stat.S_IMODE(os.stat(str(run)).st_mode) == 0o755
         assert stat.S_IMODE(os.stat(host.window().dir).st_mode) == 0o700
         host.window().close(a["lease_id"])
         os.chmod(str(run), 0o775)                                    # group-writable: refused, left alone
         with pytest.raises(W.WindowError, match=r"run_dir: .* writable .*chmod 0700"):
-            open_native(host)
+            open_native(host.window(), wait=2)
         assert stat.S_IMODE(os.stat(str(run)).st_mode) == 0o775
     finally:
         host.close()
@@ -261,7 +248,7 @@ def test_symlinked_run_dir_is_refused(instance, tmp_path):
     host = Host(instance, link)
     before = instance.snapshot()
     with pytest.raises(W.WindowError, match="run_dir: .*symlink"):
-        open_native(host)
+        open_native(host.window(), wait=2)
     assert os.listdir(str(real)) == [] and instance.snapshot() == before
 
 

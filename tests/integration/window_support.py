@@ -37,6 +37,13 @@ def true_probe():
     return W.run_probe(TRUE)
 
 
+def open_native(window, **kw):
+    """A native open with the probe that always passes and a ttl, as most window tests want."""
+    kw.setdefault("probe", true_probe)
+    kw.setdefault("ttl", 120)
+    return window.open("native", **kw)
+
+
 def real_probe(inst):
     """The collection's default probe, run *inside* the sandbox (its mount namespace
     sees the private instance): run from this process it would meet the machine's
