@@ -45,6 +45,7 @@ import multiprocessing
 import os
 import queue
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -264,7 +265,7 @@ def _cleanup():
     run ends (done, an error, SIGINT, SIGTERM), stops whatever of it still runs:
     the PR #9769 builder shells (each leads its own process group: the flock, head
     and sleep it runs go with it; else they keep looping, a stop file never comes),
-    workers and the observer, and lease holders of the run dirs."""
+    workers and the observer, and lease holders of the run dirs; then removes the run dirs."""
     started = {"shells": [], "procs": [], "dirs": [], "stopfile": None}
     try:
         yield started
@@ -286,6 +287,7 @@ def _cleanup():
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def run(workers=8, cycles=25, kill_rate=0.05, native_share=0.7, hold_ms=20, prior_enabled=True,
