@@ -25,7 +25,8 @@ import time
 
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc
 from ansible_collections.nativearm.binfmt.plugins.module_utils.presets import preset
-from ansible_collections.nativearm.binfmt.plugins.module_utils.probe import default_probe, direct_probe
+from ansible_collections.nativearm.binfmt.plugins.module_utils.probe import default_probe
+from ansible_collections.nativearm.binfmt.plugins.module_utils._probe_run import direct_probe
 from ansible_collections.nativearm.binfmt.plugins.module_utils.userns import enter_sandbox
 
 # Where qemu-user-static (Debian/Ubuntu, with and without the -static suffix)
@@ -42,7 +43,7 @@ def find_qemu_arm(candidates=QEMU_ARM_CANDIDATES):
 
 
 def _probe_ok(argv):
-    """(ran natively, reason): the probe run as is, here, interpreted by probe.interpret."""
+    """(ran natively, reason): the probe run as is, here, interpreted by _probe_run.interpret."""
     result = direct_probe(argv, timeout=60, binfmt_misc=None)
     return result["native"] is True, "%s: %s" % (" ".join(argv), result["reason"])
 

@@ -21,8 +21,9 @@ parts, one responsibility each (standard library only):
                           pipe messages both sides exchange;
 - ``_holder.py``          the holder's side: process set-up and loop (imported
                           by an open, just before it forks the holder);
-- ``binfmt_misc.py`` (entry access that lands on binfmt_misc only) and
-  ``probe.py`` (capability check and probe, in an open).
+- ``binfmt_misc.py`` (entry access that lands on binfmt_misc only),
+  ``probe.py`` (capability check, in an open) and ``_probe_run.py`` (the
+  probe itself, imported only when one runs).
 
 A holder is a fork of its opener: it runs this code from memory (every file
 above is imported before the fork), so it keeps working long after the
@@ -355,8 +356,8 @@ def host_capability(probe_argv=None):
 def default_probe(binfmt_misc=DEFAULT_BINFMT_MISC):
     """The real probe (probe.select_probe's choice), run as is: only meaningful
     while the entry is disabled."""
-    from ansible_collections.nativearm.binfmt.plugins.module_utils import probe as probe_mod
-    return probe_mod.direct_probe(None, binfmt_misc=binfmt_misc)
+    from ansible_collections.nativearm.binfmt.plugins.module_utils._probe_run import direct_probe
+    return direct_probe(None, binfmt_misc=binfmt_misc)
 
 
 def run_probe(argv, timeout=PROBE_TIMEOUT):

@@ -188,6 +188,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc as bm
 from ansible_collections.nativearm.binfmt.plugins.module_utils import descriptors, probe
+from ansible_collections.nativearm.binfmt.plugins.module_utils._probe_run import native_armhf as probe_native_armhf
 from ansible_collections.nativearm.binfmt.plugins.module_utils.tier import tier_fact
 from ansible_collections.nativearm.binfmt.plugins.module_utils.window import DEFAULT_RUN_DIR, window_facts
 
@@ -211,8 +212,8 @@ def read_abi(abi_dir=ABI_DIR):
 
 
 def native_armhf(path, command, host):
-    """The native armhf facts, without writing anything or touching an entry (probe.native_armhf)."""
-    return probe.native_armhf(path, command, host)
+    """The native armhf facts, without writing anything or touching an entry (_probe_run.native_armhf)."""
+    return probe_native_armhf(path, command, host)
 
 
 def build_module():

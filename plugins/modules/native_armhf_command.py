@@ -272,7 +272,7 @@ def open_lease(win, p):
         raise CommandError(str(exc))
 
     def probe():
-        from ansible_collections.nativearm.binfmt.plugins.module_utils.probe import direct_probe
+        from ansible_collections.nativearm.binfmt.plugins.module_utils._probe_run import direct_probe
         return direct_probe(custom, binfmt_misc=p["binfmt_misc"])
 
     try:

@@ -303,7 +303,7 @@ def run(module):
         owner_pid = owner["pid"]
 
     def probe():
-        from ansible_collections.nativearm.binfmt.plugins.module_utils.probe import direct_probe
+        from ansible_collections.nativearm.binfmt.plugins.module_utils._probe_run import direct_probe
         return direct_probe(argv, binfmt_misc=p["binfmt_misc"])
 
     result = win.open(mode=p["mode"], lease_id=p["lease_id"], ttl=p["ttl"], owner_pid=owner_pid,

@@ -15,6 +15,7 @@ import pytest
 from ansible_env import collections_path
 from ansible_collections.nativearm.binfmt.plugins.module_utils import binfmt_misc
 from ansible_collections.nativearm.binfmt.plugins.module_utils import probe
+from ansible_collections.nativearm.binfmt.plugins.module_utils import _probe_run
 from ansible_collections.nativearm.binfmt.plugins.module_utils.presets import preset
 
 QEMU_ARM_STATIC = "/usr/bin/qemu-arm-static"
@@ -24,8 +25,8 @@ MACHINE = os.uname().machine
 EMULATION_ONLY = MACHINE not in probe.ARM_MACHINES
 
 _RUN_PROBE = ("import json, sys\n"
-              "from ansible_collections.nativearm.binfmt.plugins.module_utils import probe\n"
-              "print(json.dumps(getattr(probe, sys.argv[1])(json.loads(sys.argv[2]), **json.loads(sys.argv[3]))))\n")
+              "from ansible_collections.nativearm.binfmt.plugins.module_utils import _probe_run\n"
+              "print(json.dumps(getattr(_probe_run, sys.argv[1])(json.loads(sys.argv[2]), **json.loads(sys.argv[3]))))\n")
 
 
 # capability(**kwargs) inside the instance; "machine" (when given) replaces uname's, the
@@ -50,7 +51,7 @@ def _inside(inst, argv):
 
 
 def run_probe(inst, method, argv=None, **kwargs):
-    """Run probe.<method>_probe(argv, **kwargs) inside the instance, as a module on that host would."""
+    """Run _probe_run.<method>_probe(argv, **kwargs) inside the instance, as a module on that host would."""
     return _inside(inst, [_RUN_PROBE, method + "_probe", json.dumps(argv), json.dumps(kwargs)])
 
 
@@ -77,7 +78,7 @@ def test_probe_binaries_are_installed():
 
 
 def test_namespace_probe_of_the_default_probe():
-    result = probe.namespace_probe()
+    result = _probe_run.namespace_probe()
     assert result["probe"] == "libc" and result["method"] == "namespace"
     assert result["available"] is True
     assert result["command"][-4:] == DEFAULT
@@ -110,14 +111,14 @@ def test_namespace_probe_of_a_native_command_is_native(host):
 
 def test_namespace_probe_passes_arguments_verbatim(tmp_path):
     marker = tmp_path / "touched"
-    result = probe.namespace_probe(["/bin/echo", "$(touch %s)" % marker, "a b", "'c'"])
+    result = _probe_run.namespace_probe(["/bin/echo", "$(touch %s)" % marker, "a b", "'c'"])
     assert result["native"] is True
     assert result["output"] == "$(touch %s) a b 'c'" % marker
     assert not marker.exists()
 
 
 def test_namespace_probe_is_refused_on_an_instance_path_that_is_not_a_directory(tmp_path):
-    result = probe.namespace_probe(["/bin/true"], binfmt_misc=str(tmp_path / "missing"))
+    result = _probe_run.namespace_probe(["/bin/true"], binfmt_misc=str(tmp_path / "missing"))
     assert result["available"] is False and result["native"] is None
     assert "cannot mount a private binfmt_misc" in result["output"]
 
@@ -154,13 +155,13 @@ def test_default_probe_loads_the_armhf_libc_through_qemu_and_fails_without_it(ho
 
 def test_direct_probe_runs_and_times_out():
     facts = {"machine": "aarch64", "page_size": 4096, "release": "6.8.0"}
-    assert probe.direct_probe(["/bin/true"], facts=facts, binfmt_misc=None)["native"] is True
-    r = probe.direct_probe(["/bin/sleep", "5"], timeout=0.3, facts=facts, binfmt_misc=None)
+    assert _probe_run.direct_probe(["/bin/true"], facts=facts, binfmt_misc=None)["native"] is True
+    r = _probe_run.direct_probe(["/bin/sleep", "5"], timeout=0.3, facts=facts, binfmt_misc=None)
     assert r["native"] is None and "0.3 seconds" in r["reason"] and r["probe"] == "custom"
 
 
 def test_namespace_probe_without_unshare_is_unavailable():
-    r = probe.namespace_probe(["/bin/true"], unshare="/nonexistent/unshare")
+    r = _probe_run.namespace_probe(["/bin/true"], unshare="/nonexistent/unshare")
     assert r["native"] is None and r["available"] is False and "/nonexistent/unshare" in r["reason"]
 
 
@@ -179,26 +180,26 @@ def fake_armhf(tmp_path):
 
 
 def test_emulating_entries_reads_the_instance(host, fake_armhf):
-    assert probe.emulating_entries(fake_armhf, host.path) == ["qemu-arm"]
-    assert probe.emulating_entries("/nonexistent/probe", host.path) == []
-    assert probe.emulating_entries("true", host.path) == []  # found on PATH, not a 32-bit ARM ELF
+    assert _probe_run.emulating_entries(fake_armhf, host.path) == ["qemu-arm"]
+    assert _probe_run.emulating_entries("/nonexistent/probe", host.path) == []
+    assert _probe_run.emulating_entries("true", host.path) == []  # found on PATH, not a 32-bit ARM ELF
     binfmt_misc.set_enabled("qemu-arm", False, host.path)
     try:
-        assert probe.emulating_entries(fake_armhf, host.path) == []
+        assert _probe_run.emulating_entries(fake_armhf, host.path) == []
     finally:
         binfmt_misc.set_enabled("qemu-arm", True, host.path)
     with open(os.path.join(host.path, "status"), "w") as f:
         f.write("0")
     try:
-        assert probe.emulating_entries(fake_armhf, host.path) == []
+        assert _probe_run.emulating_entries(fake_armhf, host.path) == []
     finally:
         with open(os.path.join(host.path, "status"), "w") as f:
             f.write("1")
-    assert probe.emulating_entries(fake_armhf, host.path) == ["qemu-arm"]
+    assert _probe_run.emulating_entries(fake_armhf, host.path) == ["qemu-arm"]
 
 
 def test_direct_probe_is_not_run_when_an_entry_would_emulate_it(host, fake_armhf):
-    r = probe.direct_probe([fake_armhf], binfmt_misc=host.path)
+    r = _probe_run.direct_probe([fake_armhf], binfmt_misc=host.path)
     assert r["native"] is None and r["caught_by"] == ["qemu-arm"] and r["rc"] is None
     assert "qemu-arm" in r["reason"] and "namespace" in r["reason"]
 
@@ -206,9 +207,9 @@ def test_direct_probe_is_not_run_when_an_entry_would_emulate_it(host, fake_armhf
 # -- binfmt_info's facts where no private instance can be had (kernels older than 6.7) -------------
 
 _RUN_FACTS = ("import json, sys\n"
-              "from ansible_collections.nativearm.binfmt.plugins.module_utils import probe\n"
+              "from ansible_collections.nativearm.binfmt.plugins.module_utils import _probe_run, probe\n"
               "old = lambda **kw: probe.decide('aarch64', 4096, True, private_unavailable='kernel 6.1 is too old')\n"
-              "print(json.dumps(probe.native_armhf(probe=json.loads(sys.argv[1]), capability_check=old)))\n")
+              "print(json.dumps(_probe_run.native_armhf(probe=json.loads(sys.argv[1]), capability_check=old)))\n")
 
 
 def test_native_armhf_facts_never_probe_through_an_enabled_entry(host):

@@ -2,6 +2,7 @@ import errno
 
 import pytest
 
+from ansible_collections.nativearm.binfmt.plugins.module_utils import _probe_run as prun
 from ansible_collections.nativearm.binfmt.plugins.module_utils import probe as pr
 
 
@@ -13,12 +14,12 @@ def real_capability_check(monkeypatch):
 
 
 ARMHF = ["/usr/lib/arch-test/armhf"]
-NS = pr.namespace_command(ARMHF)
+NS = prun.namespace_command(ARMHF)
 
 
 def interpret(rc=None, output="", machine="aarch64", page_size=4096, method="namespace", **kw):
-    return pr.interpret(method, NS if method == "namespace" else ARMHF, rc=rc, output=output,
-                        machine=machine, page_size=page_size, **kw)
+    return prun.interpret(method, NS if method == "namespace" else ARMHF, rc=rc, output=output,
+                          machine=machine, page_size=page_size, **kw)
 
 
 # -- choosing the probe ----------------------------------------------------------------------
@@ -60,13 +61,13 @@ def test_default_probe_names_the_first_candidate_when_nothing_is_installed():
 
 
 def test_missing_probe_gives_native_none():
-    for run in (pr.direct_probe, pr.namespace_probe):
+    for run in (prun.direct_probe, prun.namespace_probe):
         result = run(exists=lambda p: False)
         assert result["native"] is None and "install gcc-arm-linux-gnueabihf" in result["reason"]
 
 
 def test_namespace_command_is_an_argv_without_parameters_in_the_script():
-    argv = pr.namespace_command(["/opt/my probe", "$(reboot)", "a'b"], "/custom/binfmt")
+    argv = prun.namespace_command(["/opt/my probe", "$(reboot)", "a'b"], "/custom/binfmt")
     assert argv[:4] == ["unshare", "--user", "--map-root-user", "--mount"]
     script = argv[argv.index("-c") + 1]
     assert "/custom" not in script and "probe" not in script.replace("nativearm-probe", "")
@@ -197,9 +198,9 @@ def test_entries_matching_as_the_kernel_does():
         "qemu-aarch64": aarch64,
         "by-name": {"enabled": True, "type": "extension", "extension": "armhf", "interpreter": "/bin/x"},
     }
-    assert pr.entries_matching(ARMHF_HEADER, "armhf", entries) == ["dyn-arm", "exact", "qemu-arm"]
-    assert pr.entries_matching(ARMHF_HEADER, "probe.armhf", entries) == ["by-name", "dyn-arm", "exact", "qemu-arm"]
-    assert pr.entries_matching(b"\x7fELF", "x", {"qemu-arm": ARM_ENTRY}) == []
+    assert prun.entries_matching(ARMHF_HEADER, "armhf", entries) == ["dyn-arm", "exact", "qemu-arm"]
+    assert prun.entries_matching(ARMHF_HEADER, "probe.armhf", entries) == ["by-name", "dyn-arm", "exact", "qemu-arm"]
+    assert prun.entries_matching(b"\x7fELF", "x", {"qemu-arm": ARM_ENTRY}) == []
 
 
 # -- the capability check (no process, no entry: every input injected) ---------------------------
@@ -353,8 +354,8 @@ def test_never_true_without_a_private_probe():
 # -- binfmt_info's facts (the direct fallback runs on the real kernel: tests/integration) ------------
 
 def test_native_armhf_facts_keep_a_decided_verdict(tmp_path):
-    facts = pr.native_armhf(str(tmp_path / "none"), host={"machine": "x86_64", "page_size": 4096},
-                            capability_check=lambda **kw: pr.decide("x86_64", kw["page_size"], None))
+    facts = prun.native_armhf(str(tmp_path / "none"), host={"machine": "x86_64", "page_size": 4096},
+                              capability_check=lambda **kw: pr.decide("x86_64", kw["page_size"], None))
     assert facts["native"] is False and facts["method"] == "architecture" and "native_possible" not in facts
 
 
