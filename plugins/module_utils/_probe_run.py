@@ -91,7 +91,7 @@ def interpret(method, command, rc=None, output="", exec_errno=None, timed_out=Fa
     if mark:
         result["native"] = False
         result["reason"] = ("%s: the kernel ran the armhf loader but it could not map the armhf libc "
-                            "(the page size is %d; armhf userlands are linked for 4 KiB pages), so no "
+                            "(the page size is %d and the libc is linked for smaller pages), so no "
                             "dynamically linked armhf program can run natively here" % (mark[0], page_size))
         return result
     if exec_errno == errno.ENOENT or (rc == 127 and not enoexec and "not found" in text):
@@ -102,11 +102,7 @@ def interpret(method, command, rc=None, output="", exec_errno=None, timed_out=Fa
         result["reason"] = "the probe could not be started: %s" % os.strerror(exec_errno)
         return result
     result["native"] = False
-    if machine == "aarch64" and page_size != 4096:
-        result["reason"] = ("the kernel uses %d KiB pages; armhf userlands need 4 KiB pages, so 32-bit ARM "
-                            "cannot run natively here (the probe %s)"
-                            % (page_size // 1024, "ran" if rc == 0 else "failed too"))
-    elif rc == 0 and not enoexec:
+    if rc == 0 and not enoexec:
         result["native"] = True
         result["reason"] = "the probe ran natively (exit status 0)"
     elif enoexec:

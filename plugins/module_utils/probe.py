@@ -67,8 +67,6 @@ PER_LINUX32 = 0x0008
 PER_MASK = 0x00ff           # the personality proper; the bits above are flags (ADDR_NO_RANDOMIZE, ...)
 PER_QUERY = 0xffffffff      # asks for the current persona, changes nothing
 PAGE_ALIGN_MARK = "ELF load command address/offset not page-aligned"
-# What the armhf loader says under qemu-arm on 16K host pages (measured on Debian 13's arm64-16k).
-QEMU_MAP_MARK = "failed to map segment from shared object"
 MIN_PRIVATE_KERNEL = (6, 7)  # binfmt_misc is per user namespace since Linux 6.7
 
 
@@ -188,23 +186,28 @@ def decide(arch, page_size, el0, el0_detail="", private=None, private_unavailabl
         result.update(native_possible=False, method="personality",
                       reason="the CPU/kernel has no 32-bit EL0 (AArch32): %s" % el0_detail)
         return result
-    if page_size != PAGE_SIZE_4K:
-        result.update(native_possible=False, method="page_size",
-                      reason="page size %s: the armhf libc's 4K-aligned segments cannot load (static armhf "
-                             "programs may run, dynamically linked ones fail with \"%s\"); qemu-user on "
-                             "these host pages can fail on them too (\"%s\"): build armhf on a kernel with "
-                             "4K pages (Debian: linux-image-arm64)"
-                             % (page_size, PAGE_ALIGN_MARK, QEMU_MAP_MARK))
-        return result
-    found = "%s, 4 KiB pages%s" % (arch, ", %s" % el0_detail if el0_detail else "")
+    found = "%s, %d KiB pages%s" % (arch, page_size // 1024, ", %s" % el0_detail if el0_detail else "")
     if private is not None and private.get("native") is not None:
         result.update(native_possible=bool(private["native"]), method="private_instance",
                       reason="%s in a private binfmt_misc instance: %s (%s)"
                              % ("the probe ran natively" if private["native"] else "the probe failed",
                                 private.get("reason"), found))
         return result
-    why = (private or {}).get("reason") or private_unavailable or "the private-instance probe was not run"
-    result["reason"] = "only the real probe can decide (%s; %s)" % (found, why)
+    why = (private or {}).get("reason") or private_unavailable or (
+        "the private-instance probe gave no answer" if private is not None else None)
+    if page_size != PAGE_SIZE_4K and why:
+        # Whether the armhf loader can map armhf objects on these pages depends on how they were
+        # linked (measured on Debian 13's arm64-16k: its 64K-aligned cross libc loads natively, while
+        # qemu-arm cannot map it). Only a probe in a private instance may find out: never toggle here.
+        result.update(native_possible=False, method="page_size",
+                      reason="page size %d: armhf programs load natively only if linked for pages this "
+                             "large (those aligned to 4 KiB fail with \"%s\"); only a probe in a private "
+                             "binfmt_misc instance can find out without disabling qemu-arm, and it could not "
+                             "run (%s). Build armhf on a kernel with 4 KiB pages (Debian: linux-image-arm64) "
+                             "or on Linux >= 6.7"
+                             % (page_size, PAGE_ALIGN_MARK, why))
+        return result
+    result["reason"] = "only the real probe can decide (%s; %s)" % (found, why or "the private-instance probe was not run")
     return result
 
 

@@ -131,7 +131,8 @@ native_armhf:
     - Can armhf run natively here. C(native) is true, false, or null when it could not be decided
       without touching an entry. C(reason) says what was found.
     - C(method) names the check that decided - V(architecture), V(personality) (no 32-bit EL0),
-      V(page_size) (not 4 KiB), V(private_instance) (the probe in a private binfmt_misc instance),
+      V(page_size) (pages larger than 4 KiB, on a kernel without private binfmt_misc instances, where
+      only disabling qemu-arm could show whether the armhf libc loads), V(private_instance) (the probe in a private binfmt_misc instance),
       V(direct) (the probe run as is, on kernels older than 6.7, where no enabled entry would catch
       it); null when nothing decided.
     - C(arch), C(page_size) and C(aarch32_el0) are the inputs; C(probe) is the probe's own result
@@ -139,8 +140,9 @@ native_armhf:
     - Null when O(probe=false).
   returned: always
   type: dict
-  sample: {native: false, method: page_size, arch: aarch64, page_size: 16384, aarch32_el0: true,
-           reason: "page size 16384: the armhf libc's 4K-aligned segments cannot load ...", probe: null}
+  sample: {native: true, method: private_instance, arch: aarch64, page_size: 16384, aarch32_el0: true,
+           reason: "the probe ran natively in a private binfmt_misc instance: ... (aarch64, 16 KiB pages, ...)",
+           probe: {command: [...], rc: 0, output: "", reason: "the probe ran natively (exit status 0)"}}
 tier:
   description:
     - How 32-bit ARM programs run on this host, for O(window_entry) - the detection path that decides

@@ -197,7 +197,7 @@ def test_compat_same_program_runs_under_qemu_outside_the_window(compat, compat_p
 
 @pytest.mark.parametrize("name,native", [pytest.param("compat", True, marks=COMPAT),
                                          pytest.param("noaarch32", False, marks=NOAARCH32),
-                                         pytest.param("kernel16k", False, marks=KERNEL16K)])
+                                         pytest.param("kernel16k", True, marks=KERNEL16K)])
 def test_native_armhf_command_runs_under_linux32_in_one_call(hosts, module, name, native):
     """native_armhf_command: one call opens, runs and closes; in native mode the command sees
     the 32-bit personality (uname -m says armv8l, as armhf build systems expect), unless
@@ -247,7 +247,7 @@ def test_noaarch32_on_unsupported_fail_names_the_reason_and_changes_nothing(noaa
 
 @pytest.mark.parametrize("name,native", [pytest.param("compat", True, marks=COMPAT),
                                          pytest.param("noaarch32", False, marks=NOAARCH32),
-                                         pytest.param("kernel16k", False, marks=KERNEL16K)])
+                                         pytest.param("kernel16k", True, marks=KERNEL16K)])
 def test_build_playbook_runs_native_or_emulated_and_passes(inventory, hosts, name, native):
     proc = remote.playbook(inventory, "nativearm.binfmt.build", limit=name)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

@@ -1,19 +1,20 @@
-"""Verify, on Debian 13's 16K-page arm64 kernel (`kernel16k`), that no native armhf window
-opens where dynamically linked armhf programs cannot load, and that nothing is toggled to
-find that out.
+"""Verify, on Debian 13's 16K-page arm64 kernel (`kernel16k`), what armhf can do there and that
+the collection finds it out without touching the host's qemu-arm.
 
-The kernel has CONFIG_COMPAT and personality(PER_LINUX32) succeeds, static armhf programs run
-natively and the armhf loader runs, but the armhf libc's segments are 4K-aligned, so every
-dynamically linked armhf program fails to load. The page size decides without a probe;
-the first test reproduces the finding itself in a private binfmt_misc instance (no qemu-arm
-there, so every armhf exec is native), without touching the host's entry.
+Measured on this guest (stop 19): CONFIG_COMPAT is on and personality(PER_LINUX32) succeeds;
+Debian 13's cross toolchain and cross libc are linked for 64 KiB pages (LOAD p_align 0x10000),
+so a dynamically linked armhf program loads natively on 16K pages; under Debian 13's qemu-arm
+the same program fails ("failed to map segment from shared object": qemu-user cannot map
+it on 16K host pages). So native is the only way it runs here, and the probe in a private
+binfmt_misc instance (the loader loading the libc) decides, never a toggle. Programs linked
+for 4 KiB pages would fail natively ("ELF load command address/offset not page-aligned"); the
+probe's verdict for that case is unit-tested (tests/unit/plugins/module_utils/test_probe.py).
 """
-from conftest import LOADER, compile_armhf_program
+from conftest import LOADER
 from test_arm64_fleet import (KERNEL16K, QEMU_ARM, WRAPPED_BUILD, _report, arch_test_helper,
-                              qemu_arm, qemu_arm_binary, remote, run_armhf, watch_qemu_arm)
+                              armhf_exe_command, qemu_arm, remote, run_armhf, watch_qemu_arm)
 
 pytestmark = KERNEL16K
-PAGE_ALIGN = "not page-aligned"
 QEMU_MAP_MARK = "failed to map segment from shared object"
 
 
@@ -28,92 +29,71 @@ def _quote(text):
     return "'" + text.replace("'", "'\\''") + "'"
 
 
-def test_kernel16k_static_armhf_runs_natively_but_dynamic_armhf_cannot_load(kernel16k, kernel16k_program):
-    """The measured finding, reproduced: what the static probes see succeeds, what builds need
-    (the loader loading the armhf libc, a dynamically linked program) fails."""
+def load_alignments(host, path):
+    """The p_align of every LOAD segment of the armhf ELF file at `path`."""
+    out = host.run_expect([0], "arm-linux-gnueabihf-readelf -lW %s" % path).stdout
+    return [int(line.split()[-1], 16) for line in out.splitlines() if line.strip().startswith("LOAD")]
+
+
+def test_kernel16k_dynamic_armhf_runs_natively_and_fails_under_qemu_arm(kernel16k, kernel16k_program):
+    """The finding, reproduced: natively (a private instance without qemu-arm) the static helper,
+    the loader and a dynamically linked program all run, because the objects are linked for
+    64 KiB pages; under qemu-arm the same dynamically linked program cannot load."""
+    for path in (kernel16k_program, LOADER, LOADER.replace("ld-linux-armhf.so.3", "libc.so.6")):
+        aligns = load_alignments(kernel16k, path)
+        assert aligns and min(aligns) >= 16384, (path, aligns)
     empty = in_private_instance(kernel16k, "ls /proc/sys/fs/binfmt_misc")
     assert empty.rc == 0 and "qemu-arm" not in empty.stdout, (empty.stdout, empty.stderr)
     static = in_private_instance(kernel16k, arch_test_helper(kernel16k, "armhf"))
     assert static.rc == 0 and "ok" in static.stdout, (static.rc, static.stdout, static.stderr)
-    loader = in_private_instance(kernel16k, "%s --help >/dev/null" % LOADER)
-    assert loader.rc == 0, loader.stderr
-    # Measured on this guest (stop 18): the loader running the libc itself (`ld.so libc.so.6`)
-    # exits 0 and prints glibc's banner, so that probe alone would not catch a 16K kernel;
-    # only the page-size check does. A dynamically linked program must fail.
-    dynamic = in_private_instance(kernel16k, kernel16k_program)
-    print("dynamic armhf natively on 16K: rc %s, %r" % (dynamic.rc, dynamic.stderr))
-    assert dynamic.rc != 0 and "armhf-ok" not in dynamic.stdout, (dynamic.rc, dynamic.stdout)
+    dynamic = in_private_instance(kernel16k, armhf_exe_command(kernel16k_program, 1, "/tmp/k16-out"))
+    assert dynamic.rc == 0 and "armhf-ok" in dynamic.stdout, (dynamic.rc, dynamic.stdout, dynamic.stderr)
+    assert dynamic.stdout.splitlines()[0] == "exe=" + kernel16k_program, dynamic.stdout  # no qemu-arm
+    emulated = kernel16k.run("%s 0" % kernel16k_program)
+    print("dynamic armhf under qemu-arm on 16K: rc %s, %r" % (emulated.rc, emulated.stderr))
+    assert emulated.rc != 0 and QEMU_MAP_MARK in emulated.stderr, (emulated.rc, emulated.stderr)
     assert qemu_arm(kernel16k) == "enabled"
 
 
-def test_kernel16k_binfmt_info_says_16k_pages_rule_out_native_armhf(kernel16k, module):
-    info = module("kernel16k", "binfmt_info", {})
+def test_kernel16k_binfmt_info_probes_in_a_private_instance_without_touching_qemu_arm(kernel16k, module):
+    stop = watch_qemu_arm(kernel16k, "kernel16k-info")
+    try:
+        info = module("kernel16k", "binfmt_info", {})
+    finally:
+        seen = stop()
     assert not info.get("failed") and info["changed"] is False, info
     na = info["native_armhf"]
     assert na["page_size"] == 16384 and info["host"]["page_size"] == 16384, na
     assert na["aarch32_el0"] is True and info["host"]["aarch32_el0"] is True, na  # personality ok
-    assert na["native"] is False and na["method"] == "page_size" and na["probe"] is None, na
-    assert "16384" in na["reason"] and PAGE_ALIGN in na["reason"], na
-    assert qemu_arm(kernel16k) == "enabled"
-
-
-def test_kernel16k_native_window_and_command_fall_back_without_touching_the_entry(kernel16k, module):
-    """A watcher on the guest reads qemu-arm every 10 ms: with the page size known, neither a
-    native window nor native_armhf_command ever disables it."""
-    stop = watch_qemu_arm(kernel16k, "kernel16k")
-    try:
-        opened = module("kernel16k", "native_armhf_window", {"state": "open", "ttl": 300})
-        assert not opened.get("failed"), opened
-        try:
-            assert opened["native"] is False and opened["mode"] == "emulation", opened
-            assert "16384" in opened["reason"], opened
-        finally:
-            module("kernel16k", "native_armhf_window", {"state": "closed", "lease_id": opened["lease_id"]})
-        command = module("kernel16k", "native_armhf_command", {"argv": ["uname", "-m"]})
-        assert not command.get("failed") and command["rc"] == 0, command
-        assert command["native"] is False and "16384" in command["reason"], command
-        refused = module("kernel16k", "native_armhf_window",
-                         {"state": "open", "ttl": 300, "on_unsupported": "fail"})
-        assert refused.get("failed") is True and "16384" in refused["msg"], refused
-    finally:
-        seen = stop()
+    assert na["native"] is True and na["method"] == "private_instance", na
+    assert "16 KiB pages" in na["reason"], na
     assert seen == {"enabled"}, seen
+
+
+def test_kernel16k_native_window_runs_dynamic_armhf_natively_and_restores(kernel16k, module, kernel16k_program):
+    opened = module("kernel16k", "native_armhf_window", {"state": "open", "ttl": 300})
+    assert not opened.get("failed"), opened
+    try:
+        assert opened["native"] is True and opened["mode"] == "native", opened
+        assert qemu_arm(kernel16k) == "disabled"
+        rc, out, exe = run_armhf(kernel16k, kernel16k_program, seconds=1)
+        assert rc == 0 and "armhf-ok" in out and exe == kernel16k_program, (rc, out, exe)
+    finally:
+        closed = module("kernel16k", "native_armhf_window", {"state": "closed", "lease_id": opened["lease_id"]})
+    assert closed.get("restored") is True, closed
+    assert qemu_arm(kernel16k) == "enabled"
     assert module("kernel16k", "binfmt_info", {"probe": False})["window"]["lease_count"] == 0
 
 
-def test_kernel16k_wrapped_builds_fall_back_to_qemu_arm_and_say_why(inventory, kernel16k):
-    """Wrapped builds fall back to qemu-arm with the page size as the reason. A static armhf
-    program passes there. A dynamically linked one fails under qemu-arm as well, measured in
-    stop 18 (qemu-user cannot map the libc's 4K-aligned segments on 16K host pages either);
-    the build fails with the program's own exit status and the reason points at a 4K kernel."""
-    static = compile_armhf_program(kernel16k, name="t-static", flags="-static")
-    dynamic = compile_armhf_program(kernel16k, name="t-dynamic")
-    passed = _wrapped(inventory, "head -n1 {q}; {p} 1".format(q=QEMU_ARM, p=static))
-    assert passed.returncode == 0, passed.stdout[-3000:] + passed.stderr[-2000:]
-    report = _report(passed)
-    assert report["native"] is False and report["stdout"].splitlines()[0] == "enabled", report
-    assert "armhf-ok" in report["stdout"], report
-    _says_why(report)
-    rc, out, exe = run_armhf(kernel16k, static, seconds=1)
-    assert rc == 0 and "armhf-ok" in out and exe == qemu_arm_binary(kernel16k), (rc, out, exe)
-
-    failed = _wrapped(inventory, dynamic + " 1")
-    assert failed.returncode != 0, failed.stdout[-3000:]
-    report = _report(failed)
-    assert report["native"] is False and report.get("failed") is True, report
-    assert int(report.get("rc", 0)) not in (0, -1), report
-    _says_why(report)
-    said = (report.get("stdout") or "") + (report.get("stderr") or "")
-    print("dynamic armhf under qemu-arm on 16K: rc %s, %r" % (report.get("rc"), said[-300:]))
-    assert QEMU_MAP_MARK in said and "armhf-ok" not in said, report
+def test_kernel16k_wrapped_dynamic_build_runs_natively(inventory, kernel16k, kernel16k_program):
+    """A wrapped build of the dynamically linked program: native (its /proc/PID/exe is the
+    program itself, qemu-arm disabled inside the window), passes, and qemu-arm is back after."""
+    command = "head -n1 {q}; {run}".format(q=QEMU_ARM, run=armhf_exe_command(kernel16k_program, 1, "/tmp/k16-build"))
+    run = remote.playbook(inventory, WRAPPED_BUILD, limit="kernel16k",
+                          extra_vars={"arm64_build_command": command})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    report = _report(run)
+    lines = report["stdout"].splitlines()
+    assert report["native"] is True and lines[0] == "disabled", report
+    assert lines[1] == "exe=" + kernel16k_program and "armhf-ok" in report["stdout"], report
     assert qemu_arm(kernel16k) == "enabled"
-
-
-def _wrapped(inventory, command):
-    return remote.playbook(inventory, WRAPPED_BUILD, limit="kernel16k",
-                           extra_vars={"arm64_build_command": command})
-
-
-def _says_why(report):
-    reason = report.get("reason") or ""
-    assert "16384" in reason and "4K pages" in reason, report
