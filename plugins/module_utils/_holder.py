@@ -9,8 +9,9 @@ the opener's code (it ends with ``os._exit``, so no ``finally``/``atexit`` of
 an Ansible module or of its AnsiballZ wrapper runs twice -- that wrapper
 deletes its payload directory when the module exits). No interpreter is
 started and no file is read after the fork: everything the holder runs (this
-file, ``window.py`` and its private parts, the standard library modules
-below) is already in memory, so the holder keeps working after the module's
+file, ``window.py`` and the private parts it imports, the standard library
+modules below; not ``_window_facts``/``_window_repair``, which no holder runs)
+is already in memory, so the holder keeps working after the module's
 temporary files are gone. The child:
 
 0. detaches (``detach``): its own session, cwd ``/``, stdio on /dev/null (an

@@ -21,12 +21,19 @@ parts, one responsibility each (standard library only):
                           pipe messages both sides exchange;
 - ``_holder.py``          the holder's side: process set-up and loop (imported
                           by an open, just before it forks the holder);
+- ``_window_facts.py``    read-only views: facts, check-mode predictions;
+- ``_window_repair.py``   repairs under the mutex: a close with corrupt records,
+                          binfmt_drift's repair and re-enable (these two are
+                          imported only when called: never by a holder, and
+                          not by the open and close of a lease);
 - ``binfmt_misc.py`` (entry access that lands on binfmt_misc only),
   ``probe.py`` (capability check, in an open) and ``_probe_run.py`` (the
   probe itself, imported only when one runs).
 
 A holder is a fork of its opener: it runs this code from memory (every file
-above is imported before the fork), so it keeps working long after the
+above that a holder runs is imported before the fork; ``_window_facts``,
+``_window_repair`` and ``_probe_run`` are only ever run by a module's own
+process), so it keeps working long after the
 Ansible module that started it has exited and its AnsiballZ payload
 directory has been deleted.
 
@@ -300,7 +307,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import signal
 import time
 
 # The window's parts, each private to it (this docstring states the rules they serve).
@@ -781,8 +787,9 @@ class Window(object):
         start = time.time()
         deadline = start + max(float(wait or 0), 0.0)
 
-        if check_mode:
-            return self._open_check(mode, lease_id, deadline)
+        if check_mode:          # predict, change nothing (no holder, no records, no toggle)
+            from ansible_collections.nativearm.binfmt.plugins.module_utils._window_facts import open_check
+            return open_check(self, mode, lease_id)
 
         # Fast path for an idempotent open, without starting a holder (a fresh id is not open).
         existing = self._existing(lease_id, deadline) if given else None
@@ -1097,41 +1104,6 @@ class Window(object):
                             leases=len(state["leases"]), prior_state=prior_text(state.get("prior")),
                             holder_pid=record.get("pid"), expires=record.get("expires"))
 
-    def _open_check(self, mode, lease_id, deadline):
-        """Check mode: predict, change nothing (no holder, no records, no toggle)."""
-        state = self.load(move=False) if os.path.exists(self.state_path) else empty_state(self.entry)
-        live = dict((k, v) for k, v in state["leases"].items() if self.lease_alive(v))
-        status = self.entry_status()
-        before = {"entry": self.entry, "entry_present": status["present"], "entry_enabled": status["enabled"],
-                  "window_mode": state.get("mode") if live else None, "leases": len(live),
-                  "prior_state": prior_text(state.get("prior")) if live else None}
-        if lease_id in live:
-            rec = live[lease_id]
-            return lease_result(False, lease_id, status, before, before, mode=rec["mode"],
-                                native=bool(state.get("native")) and rec["mode"] == "native", leases=len(live),
-                                prior_state=before["prior_state"], holder_pid=rec["pid"], expires=rec.get("expires"))
-        window = before["window_mode"]
-        first = window is None
-        native = None
-        reason = None
-        if mode == "native" and window == "native":
-            native = True
-        elif mode == "native" and window == "emulation":
-            reason = "check mode: emulation leases are open; a native open would wait"
-        elif mode == "native":
-            reason = "check mode: the native probe is not run (it needs the entry disabled)"
-        else:
-            native = False
-        after = dict(before)
-        after.update(window_mode=window or mode, leases=len(live) + 1)
-        if first and status["present"]:
-            after["entry_enabled"] = desired_enabled(mode)
-            after["prior_state"] = prior_text({"present": True, "enabled": status["enabled"]})
-        elif first:
-            after["prior_state"] = "absent"
-        return lease_result(True, lease_id, status, before, after, mode=mode, native=native, leases=len(live) + 1,
-                            first=first, prior_state=after["prior_state"], reason=reason)
-
     # -- close -----------------------------------------------------------------
     def close(self, lease_id, wait=30, check_mode=False):
         validate_lease_id(lease_id)
@@ -1140,32 +1112,15 @@ class Window(object):
             state = empty_state(self.entry)
             return self._closed_result(state, lease_id, None, False, False, self.summary(state))
         if check_mode:
-            try:
-                state = load_state(self.state_path, self.entry, move=False)
-            except RecordsCorrupt as exc:
-                state = empty_state(self.entry)
-                result = self._closed_result(state, lease_id, None, False, False, self.summary(state))
-                result["warning"] = "check mode: %s" % exc.message
-                return result
-            before = self.summary(state)
-            rec = state["leases"].get(lease_id)
-            live = [k for k, v in state["leases"].items() if self.lease_alive(v)]
-            restored = rec is not None and not [k for k in live if k != lease_id] and state.get("prior") is not None
-            after = dict(before)
-            if rec is not None:
-                after["leases"] = len([k for k in live if k != lease_id])
-                if restored:
-                    target = restore_target(state)
-                    after.update(window_mode=None, prior_state=None)
-                    if target is not None and after["entry_present"]:
-                        after["entry_enabled"] = target
-            return self._closed_result(state, lease_id, rec, rec is not None, restored, before, after)
+            from ansible_collections.nativearm.binfmt.plugins.module_utils._window_facts import close_check
+            return close_check(self, lease_id)
         save_error = None
         with self.mutex(deadline):
             try:
                 state = self.load()
             except RecordsCorrupt as exc:
-                return self._close_salvage(lease_id, exc)
+                from ansible_collections.nativearm.binfmt.plugins.module_utils._window_repair import close_salvage
+                return close_salvage(self, lease_id, exc)
             before = self.summary(state)
             record = state["leases"].get(lease_id)
             # Recovery first: it may end this very lease, if its holder died (even
@@ -1321,181 +1276,22 @@ class Window(object):
 
     # -- facts (binfmt_info, binfmt_drift's check) and repair (binfmt_drift) -------
     def facts(self):
-        """Window facts, read-only: no mutex, nothing written, unusable records
-        reported (``corrupt``), not moved. A stale window is reported with
-        ``stale_refusal`` (why its prior would not be applied, or None)."""
-        corrupt = None
-        try:
-            state = load_state(self.state_path, self.entry, move=False) if self.exists() else \
-                empty_state(self.entry)
-        except RecordsCorrupt as exc:
-            state = empty_state(self.entry)
-            corrupt = {"path": exc.aside, "message": exc.message}
-        alive = dict((k, self.lease_alive(v)) for k, v in state["leases"].items())
-        stale = state.get("prior") is not None and not any(alive.values())
-        facts = self._facts(state, stale=stale, alive=alive)
-        if stale:
-            facts["stale_refusal"] = stale_restore_refusal(state, self.entry_status(), boot_id())
-        facts["corrupt"] = corrupt
-        return facts
+        """Window facts, read-only (_window_facts.facts)."""
+        from ansible_collections.nativearm.binfmt.plugins.module_utils._window_facts import facts
+        return facts(self)
 
     def repair(self):
-        """binfmt_drift's repair, under the mutex: end a stale window (recover),
-        or repair corrupt records (see repair_records). Returns "restored",
-        "dropped", "records_repaired" or None (nothing to repair)."""
-        with self.mutex():
-            try:
-                state = self.load()
-            except RecordsCorrupt as exc:
-                return self._repair_records(exc)
-            outcome = self.recover(state)
-            if outcome:
-                self.save(state)
-            return outcome
+        """binfmt_drift's repair, under the mutex (_window_repair.repair): end a stale
+        window, or repair corrupt records. Returns "restored", "dropped",
+        "records_repaired" or None (nothing to repair)."""
+        from ansible_collections.nativearm.binfmt.plugins.module_utils._window_repair import repair
+        return repair(self)
 
     def reenable(self):
-        """binfmt_drift's ``enable`` of this entry (left disabled by a tool that never
-        restores, such as Armbian main's native probe), under the mutex and through
-        _enable: never while a native lease of ours is live or a native window of
-        another coordinator is open. Returns None when done, else why it was left."""
-        with self.mutex():
-            try:
-                state = self.load()
-            except RecordsCorrupt:      # repaired on its own; meanwhile every root LOCK_SH counts
-                state = empty_state(self.entry)
-            live = [r for r in state["leases"].values() if r.get("mode") == "native" and self.lease_alive(r)]
-            if live:
-                return "%d native window lease(s) are open on it" % len(live)
-            native = self._enable(state)
-            if native:
-                return ("a native window of another coordinator is open (root-owned shared locks: %s)"
-                        % instance.describe(native))
-            return None
-
-    # -- corrupt records (see _window_records) -----------------------------------
-    def _entry_holder_locks(self):
-        """[(lock file name, lease id, holder pid or None, live)] of this entry's
-        lease lock files in the instance dir. A holder names its entry in its
-        title, so a live lock is this entry's only when its holder says so."""
-        try:
-            names = sorted(os.listdir(self.dir))
-        except OSError:
-            return []
-        out = []
-        for name in names:
-            lease_id = lock_name_lease(name)
-            if lease_id is None:
-                continue
-            path = lock_path(self.dir, name)
-            if not self.lease_alive({"lock": name}):
-                out.append((name, lease_id, None, False))
-                continue
-            title = "nativearm-window-holder %s lease=%s " % (self.entry, lease_id)
-            pids = [h["pid"] for h in lock_holders_of(path) if h["cmdline"].startswith(title)]
-            if pids:
-                out.append((name, lease_id, pids[0], True))
-        return out
-
-    def _end_holder(self, pid):
-        """SIGKILL a holder found by its lock (it touches nothing), and wait for its exit:
-        its LOCK_SH must be gone before a restore decides (a SIGUSR1 would wait while
-        the holder itself waits for the mutex we hold, to re-assert)."""
-        start = proc_start_time(pid)
-        if start is not None and signal_pid(pid, start, signal.SIGKILL):
-            wait_exit(pid, start, 5)
-
-    def _salvage_target(self, exc):
-        """The enabled flag to restore when the records are corrupt: what they
-        last showed, else enabled (the entry is only ever disabled by a window)."""
-        prior = salvage_prior(exc.aside)
-        if prior is not None and prior["present"]:
-            return bool(prior["enabled"]), prior_text(prior)
-        return True, "unknown (records unreadable): enabled if present"
-
-    def _close_salvage(self, lease_id, exc):
-        """Close with corrupt records (mutex held): end this lease's holder, and
-        when no holder of this entry is left, put the entry back."""
-        mine = [lock for lock in self._entry_holder_locks() if lock[1] == lease_id]
-        before = self.summary(empty_state(self.entry))
-        if not mine:
-            result = self._closed_result(empty_state(self.entry), lease_id, None, False, False, before)
-            result["warning"] += "; %s" % exc.message
-            return result
-        for name, dummy, pid, live in mine:
-            if live:
-                self._end_holder(pid)
-            self._drop_lock_file({"lock": name})
-        others = [lock for lock in self._entry_holder_locks() if lock[3]]
-        record = {"mode": None, "pid": mine[0][2]}
-        if others:
-            restored = False
-            what = ("leases of %d other holder(s) may still be open (pids %s): the entry was left as it is"
-                    % (len(others), ", ".join(str(o[2]) for o in others)))
-        else:
-            prior_shown, deferred = self._salvage_restore(exc, empty_state(self.entry))
-            restored = deferred is None
-            what = ("no other holder is left: the entry was put back (prior state %s)" % prior_shown if restored
-                    else "no other holder is left, but the restore (prior state %s) was deferred: %s"
-                    % (prior_shown, deferred))
-        result = self._closed_result(empty_state(self.entry), lease_id, record, True, restored, before)
-        result["warning"] = ("closed lease %s without its records: %s. %s" % (lease_id, exc.message, what))
-        return result
-
-    def _salvage_restore(self, exc, state):
-        """Put the entry back to the prior corrupt records at ``exc.aside`` last showed
-        (else enabled), as a last-out close does: deferred while another coordinator's
-        window needs the entry as it is (_restore). Our holders of the entry must be
-        gone. Returns (prior text, None or why it was deferred); events go to ``state``."""
-        target, prior_shown = self._salvage_target(exc)
-        state["prior"] = {"present": True, "enabled": target}
-        return prior_shown, self._restore(state, "restored")
-
-    def _repair_records(self, exc):
-        """binfmt_drift's repair of corrupt records (mutex held): end this
-        entry's holders (they touch nothing), put the entry back to what the
-        records last showed (else enabled, if present), start the records
-        afresh and remove the corrupt copies."""
-        for name, dummy, pid, live in self._entry_holder_locks():
-            if live:
-                self._end_holder(pid)
-            self._drop_lock_file({"lock": name})
-        state = empty_state(self.entry)
-        prior_shown, deferred = self._salvage_restore(exc, state)
-        self._event(state, "records_repaired", detail="corrupt records %s dropped; prior state %s; entry now %s%s"
-                    % (exc.aside, prior_shown, describe_status(self.entry_status()),
-                       "; restore deferred: %s" % deferred if deferred else ""))
-        self.save(state)
-        for name in corrupt_files(self.dir, self.entry):
-            try:
-                os.unlink(os.path.join(self.dir, name))
-            except OSError:
-                pass
-        return "records_repaired"
-
-    def _facts(self, state, stale, alive=None):
-        leases = []
-        for lease_id, rec in sorted(state["leases"].items()):
-            leases.append({"lease_id": lease_id, "mode": rec["mode"], "pid": rec["pid"],
-                           "owner_pid": rec.get("owner_pid"), "expires": rec.get("expires"),
-                           "created": rec.get("created"),
-                           "alive": alive[lease_id] if alive is not None else True})
-        foreign = self.look(state)
-        return {"entry": self.entry, "records": self.dir, "mode": state.get("mode"),
-                "foreign_windows": {"native": foreign["native"], "emulation": len(foreign["emulation"]),
-                                    "unprivileged": foreign["unprivileged"]},
-                "lease_count": len(leases), "leases": leases, "prior_state": prior_text(state.get("prior")),
-                "native": state.get("native"), "stale": stale,
-                "waiters": len(state.get("waiters") or {}), "events": list(state.get("events") or []),
-                "lock_holders": self._lock_holders_marked(state, alive), "stale_refusal": None,
-                "corrupt": None}
-
-    def _lock_holders_marked(self, state, alive):
-        """The entry's lock holders, each marked ``ours`` when it is a live lease's holder."""
-        ours = set(rec["pid"] for lease_id, rec in state["leases"].items() if (alive or {}).get(lease_id))
-        holders = self.entry_lock_holders()
-        for holder in holders:
-            holder["ours"] = holder["pid"] in ours
-        return holders
+        """binfmt_drift's ``enable`` of this entry, under the mutex and through _enable
+        (_window_repair.reenable). Returns None when done, else why it was left."""
+        from ansible_collections.nativearm.binfmt.plugins.module_utils._window_repair import reenable
+        return reenable(self)
 
 
 def window_facts(entry=DEFAULT_ENTRY, binfmt_misc=DEFAULT_BINFMT_MISC, run_dir=DEFAULT_RUN_DIR):
