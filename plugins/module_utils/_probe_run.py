@@ -19,7 +19,8 @@ it cannot decide) the direct probe when no enabled entry would catch it.
 
 Imported only where a probe runs (``probe.capability`` past its checks that
 need none, a window's real probe, binfmt_info, binfmt_namespace_command): a
-build on a host that cannot run armhf natively never compiles it.
+build on a host whose architecture or CPU rules native armhf out (x86_64, no
+AArch32 EL0) never compiles it.
 """
 
 from __future__ import absolute_import, division, print_function

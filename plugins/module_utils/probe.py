@@ -26,9 +26,9 @@ armhf build needs. Two ways to run it:
 Running the probe, either way, and reading its outcome (``interpret``, pure,
 so every outcome is unit-tested) is ``_probe_run.py``'s. This file is what an
 open needs before anything runs: the ``probe`` option, the one selection, and
-the capability check; on a host that cannot run armhf natively (x86_64, no
-AArch32 EL0, 16K pages) nothing else of the probe is imported, as every file a
-module imports is compiled again on every run of it on the host.
+the capability check; on a host whose architecture or CPU rules native armhf
+out (x86_64, no AArch32 EL0) nothing else of the probe is imported, as every
+file a module imports is compiled again on every run of it on the host.
 """
 
 from __future__ import absolute_import, division, print_function
