@@ -28,6 +28,7 @@ def env(extra=None):
         "ANSIBLE_COLLECTIONS_PATH": collections_path(),
         "ANSIBLE_HOST_KEY_CHECKING": "0",
         "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",  # molecule exports it as true for its own output
         "ANSIBLE_TIMEOUT": "60",
         "ANSIBLE_PIPELINING": "1",
         "PATH": VENV_BIN + os.pathsep + e.get("PATH", ""),

@@ -33,7 +33,8 @@ def provision_abi(inventory, **extra):
     run = remote.playbook(inventory, "nativearm.binfmt.provision", limit="compat", tags="abi",
                           extra_vars=extra)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-    return int(re.search(r"compat\s*:.*changed=(\d+)", run.stdout).group(1))
+    recap = re.sub(r"\x1b\[[0-9;]*m", "", run.stdout)  # molecule's environment may force colour
+    return int(re.search(r"compat\s*:.*changed=(\d+)", recap).group(1))
 
 
 def deprecation_lines(host):

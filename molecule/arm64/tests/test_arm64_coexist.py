@@ -35,7 +35,7 @@ CONTAINER_PYTHON = WORK + "/container-python"
 GUEST_SCRIPT = r"""
 entry=/proc/sys/fs/binfmt_misc/qemu-arm
 exe_of() {
-    "$1" 1 >/dev/null & p=$!; e=
+    "$1" 3 >/dev/null & p=$!; e=   # 3 s: on a loaded TCG guest one readlink round can take 1 s
     for i in $(seq 100); do
         e=$(readlink /proc/$p/exe)
         case $e in */sh|*/dash|*/bash|'') sleep 0.1;; *) break;; esac

@@ -16,9 +16,10 @@ def test_namespace_build_runs_natively_while_the_host_keeps_qemu_arm(inventory, 
                                                                      compat_program):
     started, release = WORK + "/ns-started", WORK + "/ns-release"
     compat.run_expect([0], "rm -f %s %s" % (started, release))
-    # In the namespace: run the armhf program (exe shows native or not), mark that it is in,
+    # In the namespace: run the armhf program (exe shows native or not; in a subshell, as it
+    # ends with exit), mark that it is in,
     # stay until the test has run its host-side program, then report uname -m.
-    command = "{run}; rc=$?; touch {s}; while [ ! -e {r} ]; do sleep 0.1; done; uname -m; exit $rc".format(
+    command = "({run}); rc=$?; touch {s}; while [ ! -e {r} ]; do sleep 0.1; done; uname -m; exit $rc".format(
         run=armhf_exe_command(compat_program, 1, "/tmp/ns-build-out"), s=started, r=release)
     stop = watch_qemu_arm(compat, "namespace")
     build = remote.Background(inventory, WRAPPED_BUILD, limit="compat",
@@ -58,8 +59,8 @@ def test_namespace_build_refused_on_linux_6_1_with_the_reason(inventory, noaarch
                           extra_vars=dict(NAMESPACE, arm64_build_command="touch %s" % marker))
     assert run.returncode != 0, run.stdout[-3000:]
     # The refusal is an assert task's fail_msg (the result file records no failed assert):
-    # read it from the output, line wrapping undone.
-    said = " ".join(run.stdout.split())
+    # read it from the output (failures may go to stderr), line wrapping undone.
+    said = " ".join((run.stdout + run.stderr).split())
     assert "6.7" in said and "native_armhf_build_isolation=window" in said, run.stdout[-3000:]
     assert not noaarch32.file(marker).exists, "the build ran although it was refused"
     assert noaarch32.file("/proc/sys/fs/binfmt_misc/qemu-arm").content_string == before
