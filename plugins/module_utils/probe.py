@@ -6,12 +6,13 @@
 First :func:`capability`, a check that writes nothing and touches no entry:
 the host architecture; on arm64, personality(PER_LINUX32), which the kernel
 refuses with EINVAL when the CPU has no 32-bit EL0 (arch/arm64/kernel/sys.c);
-the page size (armhf userlands are linked for 4 KiB pages: on a 16K-page
-kernel static armhf programs run but every dynamic one fails with "ELF load
-command address/offset not page-aligned"); and, where Linux >= 6.7, the real
-probe in a private binfmt_misc instance. Only where it answers None does a
-window have to disable the entry and run the real probe (the ``direct``
-method below).
+and, where Linux >= 6.7, the real probe in a private binfmt_misc instance. The
+page size alone decides nothing: on a 16K-page kernel armhf objects linked for
+64 KiB pages (Debian 13's) load natively, those linked for 4 KiB fail with "ELF
+load command address/offset not page-aligned"; only the probe can tell, so with
+pages over 4 KiB and no private instance the answer is "not native" rather than
+a toggle. Only where it answers None does a window have to disable the entry
+and run the real probe (the ``direct`` method below).
 
 The probe itself (:func:`select_probe`, the one selection every module and
 role uses) is the armhf loader loading the armhf libc, i.e. what a dynamic
