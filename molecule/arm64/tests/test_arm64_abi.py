@@ -33,8 +33,11 @@ def provision_abi(inventory, **extra):
     run = remote.playbook(inventory, "nativearm.binfmt.provision", limit="compat", tags="abi",
                           extra_vars=extra)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-    recap = re.sub(r"\x1b\[[0-9;]*m", "", run.stdout)  # molecule's environment may force colour
-    return int(re.search(r"compat\s*:.*changed=(\d+)", recap).group(1))
+    out = re.sub(r"\x1b\[[0-9;]*m", "", run.stdout)  # molecule's environment may force colour
+    changed = int(re.search(r"compat\s*:.*changed=(\d+)", out).group(1))
+    print("provision abi %s: changed=%d\n%s" % (extra, changed, "\n".join(
+        line for line in out.splitlines() if line.startswith(("TASK", "changed", "ok:", "fatal")))))
+    return changed
 
 
 def deprecation_lines(host):
