@@ -22,7 +22,7 @@ stage "ansible-test sanity (ansible-core 2.19)" bash scripts/sanity.sh
 stage "ansible-lint (production profile)" ansible-lint --profile production
 stage "collection tarball file list + example EE build context (ansible-builder create)" bash scripts/check_package.sh
 stage "molecule scenario default (localhost in a private binfmt_misc)" bash molecule/default/run.sh test
-stage "molecule scenario arm64 (two Debian arm64 guests under qemu-system-aarch64)" bash molecule/arm64/run.sh
+stage "molecule scenario arm64 (three Debian arm64 guests under qemu-system-aarch64)" bash molecule/arm64/run.sh
 # The older ansible-core lines that meta/runtime.yml claims: sanity on each, and the module
 # integration tests on the oldest (the newest, 2.19 in .venv, ran all of them above;
 # tests/ansible_env.py takes ansible from the venv of the Python that runs pytest).
