@@ -10,6 +10,8 @@ binfmt_misc instance (the loader loading the libc) decides, never a toggle. Prog
 for 4 KiB pages would fail natively ("ELF load command address/offset not page-aligned"); the
 probe's verdict for that case is unit-tested (tests/unit/plugins/module_utils/test_probe.py).
 """
+import shlex
+
 from conftest import LOADER
 from test_arm64_fleet import (KERNEL16K, QEMU_ARM, WRAPPED_BUILD, _report, arch_test_helper,
                               armhf_exe_command, qemu_arm, remote, run_armhf, watch_qemu_arm)
@@ -22,11 +24,7 @@ def in_private_instance(host, command):
     """Run `command` (sh) as root in a new user + mount namespace with an empty binfmt_misc:
     no entry can hand an armhf program to qemu-arm there, so the kernel runs it natively."""
     script = "mount -t binfmt_misc none /proc/sys/fs/binfmt_misc && %s" % command
-    return host.run("unshare --user --map-root-user --mount sh -c %s" % _quote(script))
-
-
-def _quote(text):
-    return "'" + text.replace("'", "'\\''") + "'"
+    return host.run("unshare --user --map-root-user --mount sh -c %s" % shlex.quote(script))
 
 
 def load_alignments(host, path):
