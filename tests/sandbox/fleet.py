@@ -50,7 +50,7 @@ PRIVATE_DIRS = ("/etc", "/usr/share/binfmts", "/usr/lib/binfmt.d", "/var/lib")
 DRIFT_KINDS = ("disabled", "reregistered", "stale_window")
 # qemu-arm interpreters as Debian's qemu-user-static registers them, and the static one.
 INTERPRETERS = (("/usr/libexec/qemu-binfmt/arm-binfmt-P", "PF"), ("/usr/bin/qemu-arm-static", "F"))
-HELLO_SOURCE = os.path.join(PLAYBOOKS, "files", "hello_armhf.c")
+HELLO_SOURCE = os.path.join(ROOT, "roles", "native_armhf_build", "files", "hello_armhf.c")
 # Inside the host's namespaces: $1 is its scratch mount point, then the directories to cover.
 SETUP = r"""
 set -e
