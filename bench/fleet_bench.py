@@ -20,17 +20,23 @@ each as a ratio to the ping floor (goal: <= 1.5 at N = 50), with the controller'
 time per host (getrusage(RUSAGE_CHILDREN) around the run: ansible, its workers and,
 as every host is on this machine, the modules they ran), the task results per host
 (each one a worker process on the controller, a skipped one too), what the run did
-(hosts changed / failed; the drift is re-injected before each forks value) and the
+(hosts changed / failed; the drift is re-injected before each sequence) and the
 machine's 1-minute load average after the run (the machine may be shared).
 
-With --profile, each run is followed by its slowest tasks (the longest time from a task's
+The whole sequence (drift injected, then every step) runs --repeat times in turn; each row is
+the median run of its step (the ratio is the median of each sequence's own ratio to its ping, with
+the lowest and highest), so a moment of load on a shared machine does not decide a ratio.
+
+With --profile, each row is followed by its slowest tasks (the longest time from a task's
 start to a host's result, from the result_file callback) and the number of task results.
 
-    python bench/fleet_bench.py [--sizes 1,10,50] [--forks 10,50] [--serial 10] [--no-pipelining] [--profile]
+    python bench/fleet_bench.py [--sizes 1,10,50] [--forks 10,50] [--serial 10] [--repeat 3]
+                                [--no-pipelining] [--profile]
 """
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 
@@ -77,20 +83,33 @@ def measure(fleet, forks, hello, serial):
     return runs
 
 
+def median_rows(sequences):
+    """step -> (median Run, its load, median ratio, lowest ratio, highest ratio) over the
+    sequences measure() returned (each ratio to the same sequence's ping)."""
+    rows = {}
+    for step in STEPS:
+        ratios = sorted(seq[step][0].wall / seq["ping"][0].wall for seq in sequences)
+        ranked = sorted((seq[step] for seq in sequences), key=lambda pair: pair[0].wall)
+        run, load = ranked[len(ranked) // 2]
+        rows[step] = (run, load, statistics.median(ratios), ratios[0], ratios[-1])
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,10,50")
     parser.add_argument("--forks", default="10,50")
     parser.add_argument("--serial", type=int, default=10, help="batch size of the serial step")
+    parser.add_argument("--repeat", type=int, default=3, help="sequences per forks value (median shown)")
     parser.add_argument("--no-pipelining", action="store_true")
-    parser.add_argument("--profile", action="store_true", help="print each run's slowest tasks")
+    parser.add_argument("--profile", action="store_true", help="print each row's slowest tasks")
     args = parser.parse_args()
     sizes = [int(n) for n in args.sizes.split(",")]
     forks_values = [int(n) for n in args.forks.split(",")]
-    print("fleet benchmark: %d CPUs, load %s, pipelining %s"
-          % (os.cpu_count(), " ".join("%.1f" % x for x in os.getloadavg()), not args.no_pipelining))
-    header = "%4s %5s  %-10s %8s %7s %11s %9s %8s %7s %5s" % (
-        "N", "forks", "step", "wall s", "x ping", "cpu s/host", "res/host", "changed", "failed", "load")
+    print("fleet benchmark: %d CPUs, load %s, pipelining %s, %d sequences per row (median)"
+          % (os.cpu_count(), " ".join("%.1f" % x for x in os.getloadavg()), not args.no_pipelining, args.repeat))
+    header = "%4s %5s  %-10s %8s %7s %11s %11s %9s %8s %7s %5s" % (
+        "N", "forks", "step", "wall s", "x ping", "(low-high)", "cpu s/host", "res/host", "changed", "failed", "load")
     rows = []
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as directory:
         hello = compile_hello(directory)
@@ -100,13 +119,12 @@ def main():
                 provision = fleet.provision(forks=max(forks_values))
                 print("N=%d: provisioned in %.1f s (forks %d)" % (size, provision.wall, max(forks_values)))
                 for forks in forks_values:
-                    runs = measure(fleet, forks, hello, args.serial)
-                    floor = runs["ping"][0].wall
+                    medians = median_rows([measure(fleet, forks, hello, args.serial) for _ in range(args.repeat)])
                     for step in STEPS:
-                        run, load = runs[step]
+                        run, load, ratio, low, high = medians[step]
                         changed, failed = counts(run)
-                        row = "%4d %5d  %-10s %8.1f %7.2f %11.3f %9.1f %8d %7d %5.1f" % (
-                            size, forks, step, run.wall, run.wall / floor, run.cpu / size,
+                        row = "%4d %5d  %-10s %8.1f %7.2f %11s %11.3f %9.1f %8d %7d %5.1f" % (
+                            size, forks, step, run.wall, ratio, "%.2f-%.2f" % (low, high), run.cpu / size,
                             len(run.results) / size, changed, failed, load)
                         rows.append(row)
                         print(row, flush=True)
