@@ -119,7 +119,7 @@ def main():
                 provision = fleet.provision(forks=max(forks_values))
                 print("N=%d: provisioned in %.1f s (forks %d)" % (size, provision.wall, max(forks_values)))
                 for forks in forks_values:
-                    medians = median_rows([measure(fleet, forks, hello, args.serial) for _ in range(args.repeat)])
+                    medians = median_rows([measure(fleet, forks, hello, args.serial) for _sequence in range(args.repeat)])
                     for step in STEPS:
                         run, load, ratio, low, high = medians[step]
                         changed, failed = counts(run)
